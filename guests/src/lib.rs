@@ -1,0 +1,1 @@
+//! guests (in progress)

@@ -1,0 +1,1 @@
+//! impl-legacy (in progress)

@@ -1,0 +1,1 @@
+//! impl-reuse (in progress)

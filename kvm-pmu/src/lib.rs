@@ -1,0 +1,1 @@
+//! kvm-pmu (in progress)
