@@ -18,3 +18,10 @@ pub mod signal;
 
 pub use caps::PmuCaps;
 pub use pmu::{Fault, Service, VirtualPmu};
+pub mod error;
+pub mod image;
+pub mod layout;
+pub mod machine;
+
+pub use error::{Error, GuestRegs, Result};
+pub use machine::{ExitStats, Machine, Outcome};

@@ -57,7 +57,7 @@ pub fn install() -> io::Result<()> {
             // atomics and this thread's `kvm_run` (see `on_signal`).
             let rc = unsafe {
                 let mut act: libc::sigaction = std::mem::zeroed();
-                act.sa_sigaction = on_signal as usize;
+                act.sa_sigaction = on_signal as SigAction as usize;
                 act.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
                 libc::sigemptyset(&mut act.sa_mask);
                 libc::sigaction(sig, &act, std::ptr::null_mut())
@@ -83,6 +83,8 @@ pub fn install() -> io::Result<()> {
 /// errno, code and padding (16 bytes) comes the union, whose `_sigpoll` member is
 /// `{ long si_band; int si_fd; }`.
 const SI_FD_OFFSET: usize = 24;
+
+type SigAction = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void);
 
 extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
     if sig == overflow_signal() && !info.is_null() {
