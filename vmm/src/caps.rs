@@ -19,6 +19,7 @@
 
 use crate::msr::{MAX_FIXED, MAX_GP};
 
+// ANCHOR: arch_events
 /// The seven architectural events of leaf 0xA's EBX vector, in bit order, with the event
 /// select and unit mask the SDM gives each.
 pub const ARCH_EVENTS: [ArchEvent; 7] = [
@@ -58,6 +59,7 @@ pub const ARCH_EVENTS: [ArchEvent; 7] = [
         umask: 0x00,
     },
 ];
+// ANCHOR_END: arch_events
 
 /// One architectural event: its name and its encoding in `IA32_PERFEVTSELx`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +170,7 @@ impl PmuCaps {
         (1u64 << self.fixed_width) - 1
     }
 
+    // ANCHOR: cpuid_0xa
     /// CPUID leaf 0xA as the guest will read it.
     pub fn cpuid_0xa(&self) -> CpuidRegs {
         let ebx_len = ARCH_EVENTS.len() as u32;
@@ -181,6 +184,7 @@ impl PmuCaps {
             edx: u32::from(self.nr_fixed) | u32::from(self.fixed_width) << 5,
         }
     }
+    // ANCHOR_END: cpuid_0xa
 
     /// The value of `IA32_PERF_CAPABILITIES` consistent with these caps.
     pub fn perf_capabilities(&self) -> u64 {

@@ -20,6 +20,7 @@
 //! `x` is index `x`, fixed counter `x` is index `32 + x`. Bit `i` of `GLOBAL_CTRL` and
 //! `GLOBAL_STATUS` belongs to counter index `i`.
 
+// ANCHOR: msr_indices
 /// `IA32_PMC0`: the first general-purpose counter (legacy, 32-bit sign-extended writes).
 pub const IA32_PMC0: u32 = 0xC1;
 /// `IA32_PERFEVTSEL0`: the first general-purpose event select.
@@ -38,6 +39,7 @@ pub const IA32_PERF_GLOBAL_STATUS: u32 = 0x38E;
 pub const IA32_PERF_GLOBAL_CTRL: u32 = 0x38F;
 /// `IA32_PERF_GLOBAL_OVF_CTRL`: writing 1 to a bit clears it in `GLOBAL_STATUS`.
 pub const IA32_PERF_GLOBAL_OVF_CTRL: u32 = 0x390;
+// ANCHOR_END: msr_indices
 
 /// The first counter index of the fixed counters in the shared index space.
 pub const FIXED_IDX_BASE: u32 = 32;
@@ -65,6 +67,7 @@ pub struct MsrBlock {
     pub count: u32,
 }
 
+// ANCHOR: pmu_msr_blocks
 /// Every MSR block the machine denies in its MSR filter, so that each access exits to user
 /// space and reaches [`crate::VirtualPmu`].
 pub const PMU_MSR_BLOCKS: &[MsrBlock] = &[
@@ -109,6 +112,7 @@ pub const PMU_MSR_BLOCKS: &[MsrBlock] = &[
         count: 12,
     },
 ];
+// ANCHOR_END: pmu_msr_blocks
 
 /// Whether the machine routes `msr` to the vPMU.
 ///

@@ -9,6 +9,7 @@
 
 use crate::caps::PmuCaps;
 
+// ANCHOR: fault_service
 /// A guest access that must fail with #GP(0), as hardware would fail it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fault;
@@ -19,7 +20,9 @@ pub struct Service {
     /// Inject an NMI: a counter with its interrupt bit set overflowed (KVM's `KVM_REQ_PMI`).
     pub pmi: bool,
 }
+// ANCHOR_END: fault_service
 
+// ANCHOR: virtual_pmu
 /// A virtual PMU living in user space.
 ///
 /// The two tiers of this workbook (`impl-legacy`, `impl-reuse`) implement it; tests implement
@@ -39,3 +42,4 @@ pub trait VirtualPmu {
     /// KVM does for `KVM_REQ_PMU` (`kvm_pmu_handle_event`), and say whether a PMI is due.
     fn service(&mut self) -> Service;
 }
+// ANCHOR_END: virtual_pmu

@@ -47,6 +47,7 @@ pub fn kick_signal() -> libc::c_int {
     libc::SIGRTMIN() + 2
 }
 
+// ANCHOR: install_sig
 /// Installs the handler for both signals, once per process.
 pub fn install() -> io::Result<()> {
     static ONCE: Once = Once::new();
@@ -78,6 +79,7 @@ pub fn install() -> io::Result<()> {
         e => Err(io::Error::from_raw_os_error(e)),
     }
 }
+// ANCHOR_END: install_sig
 
 /// Offset of `si_fd` in `siginfo_t` for `SIGPOLL`-style signals on x86-64: after signo,
 /// errno, code and padding (16 bytes) comes the union, whose `_sigpoll` member is
@@ -86,6 +88,7 @@ const SI_FD_OFFSET: usize = 24;
 
 type SigAction = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void);
 
+// ANCHOR: on_signal
 extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
     if sig == overflow_signal() && !info.is_null() {
         // SAFETY: the kernel passed a valid siginfo_t; for a signal set by F_SETSIG on a
@@ -100,6 +103,7 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut
         unsafe { std::ptr::addr_of_mut!((*run).immediate_exit).write_volatile(1) };
     }
 }
+// ANCHOR_END: on_signal
 
 fn mark(fd: RawFd) {
     if let Ok(fd) = usize::try_from(fd) {
