@@ -12,3 +12,13 @@ pub mod runtime;
 
 pub use guest::{Guest, Reg};
 pub use program::{exception_name, Program, Record, Run, RunError, DEFAULT_LIMIT};
+pub mod linux;
+pub mod macros;
+pub mod suite;
+pub mod transcript;
+
+pub use suite::{run_scenario, Scenario, SCENARIOS};
+pub use transcript::Transcript;
+
+#[doc(hidden)]
+pub use insta;
