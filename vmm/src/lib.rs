@@ -13,6 +13,7 @@
 
 pub mod caps;
 pub mod msr;
+pub mod perf;
 pub mod pmu;
 pub mod signal;
 
