@@ -110,7 +110,10 @@ pub fn install_rotation(g: &mut Guest, rot: &Rotation) {
     for step in 0..steps {
         for c in 0..rot.counters as usize {
             let sel = rot.events[(step + c) % steps];
-            g.mov(vars::TABLE + ((step * rot.counters as usize + c) * 8) as u64, sel);
+            g.mov(
+                vars::TABLE + ((step * rot.counters as usize + c) * 8) as u64,
+                sel,
+            );
         }
     }
 }

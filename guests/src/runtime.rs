@@ -9,7 +9,8 @@
 //! - an **NMI handler** (vector 2) that timestamps itself with `rdtsc`, runs the program's
 //!   NMI body (by default: read `GLOBAL_STATUS` into the log) and stores its own latency;
 //! - a **#GP handler** (vector 13) that, for a faulting `RDMSR`/`WRMSR`, logs the MSR and
-//!   the RIP and skips the instruction, and for `RDPMC` (which never exits to the VMM here)
+//!   the RIP and skips the instruction (a faulted `RDMSR` reads as 0, as Linux's
+//!   `rdmsr_safe` makes it), and for `RDPMC` (which never exits to the VMM here)
 //!   emulates it with `RDMSR` of the same counter;
 //! - a **way down from ring 3**: `int3` through a DPL-3 gate (vector 3). On kvm-pvm,
 //!   `int 0x80` from ring 3 raises #UD and `syscall` reaches LSTAR still in user mode
@@ -221,6 +222,7 @@ fn emit_gp(a: &mut Asm, r: &mut Routines) -> R {
     const RIP: i32 = 7 * 8;
     let mut rdpmc = a.create_label();
     let mut msr_fault = a.create_label();
+    let mut rdmsr_fault = a.create_label();
     let mut fixed = a.create_label();
     let mut read = a.create_label();
     let mut bad_index = a.create_label();
@@ -237,11 +239,16 @@ fn emit_gp(a: &mut Asm, r: &mut Routines) -> R {
     a.cmp(eax, 0x330F)?; // RDPMC is 0F 33
     a.je(rdpmc)?;
     a.cmp(eax, 0x320F)?; // RDMSR is 0F 32
-    a.je(msr_fault)?;
+    a.je(rdmsr_fault)?;
     a.cmp(eax, 0x300F)?; // WRMSR is 0F 30
     a.je(msr_fault)?;
     a.jmp(fatal)?;
 
+    // A faulted RDMSR reads as 0, as Linux's rdmsr_safe fixup makes it, so no stale value
+    // is taken for the MSR's.
+    a.set_label(&mut rdmsr_fault)?;
+    a.mov(qword_ptr(rsp + RAX), 0)?;
+    a.mov(qword_ptr(rsp + RDX), 0)?;
     a.set_label(&mut msr_fault)?;
     a.mov(edi, tag::GP_FAULT)?;
     a.jmp(log_fault)?;

@@ -156,6 +156,11 @@ pub fn by_name(name: &str) -> &'static Scenario {
 /// Sampling period of the scenarios, in events: 20 µs of task-clock, above the software
 /// backend's 10 µs floor.
 const PERIOD: u64 = 20_000;
+/// Sampling period of the PMI-handler scenarios: 200 µs of task-clock. The counters count
+/// the vCPU thread's time, including the emulated ring-0 tail of the handler after it
+/// re-enables them (tens of µs here); a period close to that re-fires before ring 3 runs
+/// again, an NMI storm that real perf avoids by throttling.
+const SAMPLING_PERIOD: u64 = 200_000;
 /// Ring-3 iterations that take long enough (about 10 ms) for any period here to pass.
 const LONG_SPIN: u64 = 20_000_000;
 /// Ring-3 iterations that make a running counter advance visibly.
@@ -208,7 +213,10 @@ fn own_enable(g: &mut Guest, idx: u32, on: bool, int: bool, fixed_ctrl: &mut u64
         g.wrmsr(IA32_FIXED_CTR_CTRL, *fixed_ctrl);
     } else {
         let sel = evtsel(0xC0, 0, int);
-        g.wrmsr(IA32_PERFEVTSEL0 + idx, if on { sel } else { sel & !EVTSEL_EN });
+        g.wrmsr(
+            IA32_PERFEVTSEL0 + idx,
+            if on { sel } else { sel & !EVTSEL_EN },
+        );
     }
 }
 
@@ -245,15 +253,26 @@ fn render_cpuid(log: &[Record]) -> Transcript {
             })
             .unwrap_or(0)
     };
-    let (leaf_a, leaf_b, leaf_d) =
-        (value("cpuid.0xa.eax"), value("cpuid.0xa.ebx"), value("cpuid.0xa.edx"));
+    let (leaf_a, leaf_b, leaf_d) = (
+        value("cpuid.0xa.eax"),
+        value("cpuid.0xa.ebx"),
+        value("cpuid.0xa.edx"),
+    );
     t.push(format!("version: {}", leaf_a & 0xFF));
     t.push(format!("GP counters: {}", (leaf_a >> 8) & 0xFF));
     t.push(format!("GP counter width: {}", (leaf_a >> 16) & 0xFF));
     let len = (leaf_a >> 24) & 0xFF;
     for (bit, e) in vmm::caps::ARCH_EVENTS.iter().enumerate().take(len as usize) {
         let available = leaf_b & (1 << bit) == 0;
-        t.push(format!("event {:?}: {}", e.name, if available { "available" } else { "not available" }));
+        t.push(format!(
+            "event {:?}: {}",
+            e.name,
+            if available {
+                "available"
+            } else {
+                "not available"
+            }
+        ));
     }
     t.push(format!("fixed counters: {}", leaf_d & 0x1F));
     t.push(format!("fixed counter width: {}", (leaf_d >> 5) & 0xFF));
@@ -308,13 +327,33 @@ fn write_widths(caps: &PmuCaps) -> Program {
     let mut g = Guest::new("write_widths");
     let w = u64::from(caps.gp_width);
     let writes: [(u32, u64, &str); 8] = [
-        (IA32_PMC0, 0x8000_0000, "PMC0 <- 0x80000000 (bit 31 set: sign-extends)"),
-        (IA32_PMC0, 0x1_7FFF_FFFF, "PMC0 <- 0x17fffffff (bit 32 ignored)"),
-        (IA32_A_PMC0, 0x8000_0000, "A_PMC0 <- 0x80000000 (no sign extension)"),
+        (
+            IA32_PMC0,
+            0x8000_0000,
+            "PMC0 <- 0x80000000 (bit 31 set: sign-extends)",
+        ),
+        (
+            IA32_PMC0,
+            0x1_7FFF_FFFF,
+            "PMC0 <- 0x17fffffff (bit 32 ignored)",
+        ),
+        (
+            IA32_A_PMC0,
+            0x8000_0000,
+            "A_PMC0 <- 0x80000000 (no sign extension)",
+        ),
         (IA32_A_PMC0, (1 << w) - 1, "A_PMC0 <- all ones of the width"),
-        (IA32_A_PMC0, 1 << w, "A_PMC0 <- 1 << width (beyond the width: #GP)"),
+        (
+            IA32_A_PMC0,
+            1 << w,
+            "A_PMC0 <- 1 << width (beyond the width: #GP)",
+        ),
         (IA32_PMC0 + 1, 0xFFFF_FFFF, "PMC1 <- 0xffffffff"),
-        (IA32_FIXED_CTR0, (1 << caps.fixed_width) - 1, "FIXED_CTR0 <- all ones of the width"),
+        (
+            IA32_FIXED_CTR0,
+            (1 << caps.fixed_width) - 1,
+            "FIXED_CTR0 <- all ones of the width",
+        ),
         (IA32_FIXED_CTR0 + 1, 0x1234, "FIXED_CTR1 <- 0x1234"),
     ];
     for (msr, value, what) in writes {
@@ -335,23 +374,46 @@ fn reserved_bits(caps: &PmuCaps) -> Program {
     // (MSR, a valid value, invalid values): the valid one is written first, each invalid
     // one must fault, and the read after them must still see the valid one.
     let cases: Vec<(u32, u64, Vec<(u64, &str)>)> = vec![
-        (IA32_PERFEVTSEL0, sel, vec![(sel | 1 << 21, "AnyThread (bit 21)"), (sel | 1 << 32, "bit 32")]),
+        (
+            IA32_PERFEVTSEL0,
+            sel,
+            vec![
+                (sel | 1 << 21, "AnyThread (bit 21)"),
+                (sel | 1 << 32, "bit 32"),
+            ],
+        ),
         (
             IA32_FIXED_CTR_CTRL,
             0x0,
-            vec![(0x4, "AnyThread of FIXED_CTR0 (bit 2)"), (1 << (4 * caps.nr_fixed), "beyond the fixed counters")],
+            vec![
+                (0x4, "AnyThread of FIXED_CTR0 (bit 2)"),
+                (1 << (4 * caps.nr_fixed), "beyond the fixed counters"),
+            ],
         ),
         (
             IA32_PERF_GLOBAL_CTRL,
             gp_bits | fixed_bits,
-            vec![(1 << caps.nr_gp, "beyond the GP counters"), (1 << (FIXED_IDX_BASE + u32::from(caps.nr_fixed)), "beyond the fixed counters")],
+            vec![
+                (1 << caps.nr_gp, "beyond the GP counters"),
+                (
+                    1 << (FIXED_IDX_BASE + u32::from(caps.nr_fixed)),
+                    "beyond the fixed counters",
+                ),
+            ],
         ),
         (
             IA32_PERF_GLOBAL_OVF_CTRL,
             0x1,
-            vec![(1 << caps.nr_gp, "beyond the GP counters"), (1 << 40, "bit 40")],
+            vec![
+                (1 << caps.nr_gp, "beyond the GP counters"),
+                (1 << 40, "bit 40"),
+            ],
         ),
-        (IA32_A_PMC0, 0x1234, vec![(1 << caps.gp_width, "beyond the width")]),
+        (
+            IA32_A_PMC0,
+            0x1234,
+            vec![(1 << caps.gp_width, "beyond the width")],
+        ),
     ];
     for (msr, good, bads) in cases {
         let name = vmm::msr::name(msr);
@@ -375,7 +437,10 @@ fn status_and_ovf_ctrl(caps: &PmuCaps) -> Program {
     g.wrmsr(IA32_PERF_GLOBAL_CTRL, 0);
     let mut mask = 0;
     for idx in counters {
-        let arm = Armed { idx, period: PERIOD };
+        let arm = Armed {
+            idx,
+            period: PERIOD,
+        };
         g.wrmsr(arm.counter_msr(), arm.preload(width(caps, idx)));
         own_enable(&mut g, idx, true, false, &mut fixed_ctrl);
         mask |= 1u64 << idx;
@@ -391,7 +456,10 @@ fn status_and_ovf_ctrl(caps: &PmuCaps) -> Program {
     g.read_msr("status after a write to it", IA32_PERF_GLOBAL_STATUS);
     for idx in counters {
         g.wrmsr(IA32_PERF_GLOBAL_OVF_CTRL, 1 << idx);
-        g.read_msr(&format!("status after OVF_CTRL clears bit {idx}"), IA32_PERF_GLOBAL_STATUS);
+        g.read_msr(
+            &format!("status after OVF_CTRL clears bit {idx}"),
+            IA32_PERF_GLOBAL_STATUS,
+        );
     }
     g.finish()
 }
@@ -437,7 +505,10 @@ fn overflow_every_counter(caps: &PmuCaps) -> Program {
     for idx in all_counters(caps) {
         for int in [false, true] {
             let name = counter_name(idx);
-            let arm = Armed { idx, period: PERIOD };
+            let arm = Armed {
+                idx,
+                period: PERIOD,
+            };
             g.wrmsr(IA32_PERF_GLOBAL_CTRL, 0);
             g.wrmsr(arm.counter_msr(), arm.preload(width(caps, idx)));
             own_enable(&mut g, idx, true, int, &mut fixed_ctrl);
@@ -458,7 +529,10 @@ fn overflow_every_counter(caps: &PmuCaps) -> Program {
             g.read_msr(&format!("{tag}: status"), IA32_PERF_GLOBAL_STATUS);
             log_nmis(&mut g, &format!("{tag}: NMIs so far"));
             g.wrmsr(IA32_PERF_GLOBAL_OVF_CTRL, 1 << idx);
-            g.read_msr(&format!("{tag}: status after OVF_CTRL"), IA32_PERF_GLOBAL_STATUS);
+            g.read_msr(
+                &format!("{tag}: status after OVF_CTRL"),
+                IA32_PERF_GLOBAL_STATUS,
+            );
             own_enable(&mut g, idx, false, int, &mut fixed_ctrl);
         }
     }
@@ -477,7 +551,10 @@ fn write_running_counter(caps: &PmuCaps) -> Program {
             u.spin(SHORT_SPIN);
         });
         g.wrmsr(msr, 1000);
-        g.read_msr(&format!("from 1000 {name}: written 1000 while running, read at once"), msr);
+        g.read_msr(
+            &format!("from 1000 {name}: written 1000 while running, read at once"),
+            msr,
+        );
         g.user(|u| {
             u.spin(SHORT_SPIN);
         });
@@ -485,7 +562,10 @@ fn write_running_counter(caps: &PmuCaps) -> Program {
         own_enable(&mut g, idx, false, false, &mut fixed_ctrl);
     }
     // Preloading a running counter near the wrap must move its overflow there.
-    let arm = Armed { idx: 0, period: PERIOD };
+    let arm = Armed {
+        idx: 0,
+        period: PERIOD,
+    };
     own_enable(&mut g, 0, true, true, &mut fixed_ctrl);
     g.wrmsr(IA32_PERF_GLOBAL_CTRL, 1);
     g.user(|u| {
@@ -496,7 +576,10 @@ fn write_running_counter(caps: &PmuCaps) -> Program {
         u.wait_for_nmis(1);
     });
     g.wrmsr(IA32_PERF_GLOBAL_CTRL, 0);
-    g.read_msr("gp0 preloaded while running: status", IA32_PERF_GLOBAL_STATUS);
+    g.read_msr(
+        "gp0 preloaded while running: status",
+        IA32_PERF_GLOBAL_STATUS,
+    );
     log_nmis(&mut g, "gp0 preloaded while running: NMIs");
     g.finish()
 }
@@ -506,7 +589,10 @@ const SAMPLES: u64 = 16;
 
 fn sampling(caps: &PmuCaps) -> Program {
     let mut g = Guest::new("sampling");
-    let gp = Armed { idx: 0, period: PERIOD };
+    let gp = Armed {
+        idx: 0,
+        period: SAMPLING_PERIOD,
+    };
     let gw = caps.gp_width;
     g.on_nmi(move |g| {
         linux::sampling_handler(g, &[gp], gw, None);
@@ -528,7 +614,10 @@ fn sampling(caps: &PmuCaps) -> Program {
 /// Sampling fixed counter 0 the same way.
 fn sampling_fixed(caps: &PmuCaps) -> Program {
     let mut g = Guest::new("sampling_fixed");
-    let fixed = Armed { idx: FIXED_IDX_BASE, period: PERIOD };
+    let fixed = Armed {
+        idx: FIXED_IDX_BASE,
+        period: SAMPLING_PERIOD,
+    };
     let fw = caps.fixed_width;
     g.on_nmi(move |g| linux::sampling_handler(g, &[fixed], fw, None));
     g.wrmsr(IA32_PERF_GLOBAL_CTRL, 0);
@@ -555,7 +644,10 @@ fn render_sampling(log: &[Record]) -> Transcript {
         _ => None,
     }) {
         t.push(format!("{name}: at least {SAMPLES}: {}", nmis >= SAMPLES));
-        t.push(format!("every NMI logged its status: {}", statuses.len() as u64 == nmis));
+        t.push(format!(
+            "every NMI logged its status: {}",
+            statuses.len() as u64 == nmis
+        ));
     }
     let distinct: std::collections::BTreeSet<u64> = statuses.iter().copied().collect();
     t.push(format!("statuses seen: {distinct:#x?}"));
@@ -574,8 +666,17 @@ fn values_of(log: &[Record], tag: &str) -> Vec<u64> {
 fn multiplexing(caps: &PmuCaps) -> Program {
     let mut g = Guest::new("multiplexing");
     let counters = u32::from(caps.nr_gp);
-    let rot = Rotation { events: linux::arch_event_selects(true), every: 4, counters };
-    let armed: Vec<Armed> = (0..counters).map(|idx| Armed { idx, period: PERIOD * 5 }).collect();
+    let rot = Rotation {
+        events: linux::arch_event_selects(true),
+        every: 4,
+        counters,
+    };
+    let armed: Vec<Armed> = (0..counters)
+        .map(|idx| Armed {
+            idx,
+            period: SAMPLING_PERIOD * 5,
+        })
+        .collect();
     let w = caps.gp_width;
     let (armed_h, rot_h) = (armed.clone(), rot.clone());
     g.on_nmi(move |g| linux::sampling_handler(g, &armed_h, w, Some(&rot_h)));
@@ -608,12 +709,22 @@ fn render_multiplexing(log: &[Record]) -> Transcript {
         })
         .unwrap_or(0);
     let mut t = Transcript::default();
-    t.push(format!("NMIs handled: at least {}: {}", SAMPLES * 2, nmis >= SAMPLES * 2));
-    t.push(format!("every NMI logged its status: {}", statuses.len() as u64 == nmis));
+    t.push(format!(
+        "NMIs handled: at least {}: {}",
+        SAMPLES * 2,
+        nmis >= SAMPLES * 2
+    ));
+    t.push(format!(
+        "every NMI logged its status: {}",
+        statuses.len() as u64 == nmis
+    ));
     t.push(format!(
         "every status names only GP counters 0-3: {}",
         statuses.iter().all(|s| s & !0xF == 0)
     ));
-    t.push(format!("overflows seen: {}", statuses.iter().any(|s| *s != 0)));
+    t.push(format!(
+        "overflows seen: {}",
+        statuses.iter().any(|s| *s != 0)
+    ));
     t
 }

@@ -65,6 +65,8 @@ fn invalid_caps_are_refused_before_kvm_is_touched() {
             Service::default()
         }
     }
-    let err = Machine::with_kvm_path("/nonexistent", TooMany).err().expect("refused");
+    let err = Machine::with_kvm_path("/nonexistent", TooMany)
+        .err()
+        .expect("refused");
     assert!(err.to_string().contains("9 GP counters"), "{err}");
 }
