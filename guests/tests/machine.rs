@@ -226,3 +226,75 @@ fn rdpmc_is_emulated_through_gp_in_both_rings() {
         .iter()
         .any(|r| matches!(r, Record::RdpmcFault { ecx: 9, .. })));
 }
+
+/// A vPMU with one host perf event: created on the first GLOBAL_CTRL write, it raises a PMI
+/// when the host reports its overflow.
+struct OneEvent {
+    perf: vmm::perf::HostPerf,
+    event: Option<vmm::perf::PerfEvent>,
+    overflows: u64,
+}
+
+impl VirtualPmu for OneEvent {
+    fn caps(&self) -> PmuCaps {
+        PmuCaps::default()
+    }
+    fn get_msr(&mut self, _: u32) -> Result<u64, Fault> {
+        Ok(self.overflows)
+    }
+    fn set_msr(&mut self, msr: u32, _: u64) -> Result<(), Fault> {
+        if msr == IA32_PERF_GLOBAL_CTRL && self.event.is_none() {
+            use vmm::perf::{EventAttr, EventKind, PERF_COUNT_HW_INSTRUCTIONS};
+            let mut attr =
+                EventAttr::counting(EventKind::Hardware(PERF_COUNT_HW_INSTRUCTIONS), 100_000);
+            attr.intr = true;
+            let event = self
+                .perf
+                .perf_event_create_kernel_counter(attr, 0)
+                .unwrap_or_else(|e| panic!("{e}"));
+            self.event = Some(event);
+        }
+        Ok(())
+    }
+    fn service(&mut self) -> Service {
+        let overflowed = self
+            .event
+            .as_ref()
+            .is_some_and(|e| self.perf.take_overflow(e));
+        if overflowed {
+            // One PMI is all this test wants: stop the event so it cannot fire again.
+            let event = self.event.take().expect("present");
+            self.perf.perf_event_release_kernel(event);
+            self.overflows += 1;
+        }
+        Service { pmi: overflowed }
+    }
+}
+
+#[test]
+fn host_perf_overflow_arrives_as_a_guest_nmi() {
+    let selected = vmm::perf::select(vmm::perf::BackendChoice::Auto).expect("a backend");
+    let perf = vmm::perf::HostPerf::new(selected.backend).expect("host perf");
+    let mut g = Guest::new("overflow to nmi");
+    g.wrmsr(IA32_PERF_GLOBAL_CTRL, 1);
+    g.user(|u| {
+        u.wait_for_nmis(1);
+    });
+    g.read_msr("overflows seen by the vPMU", IA32_PERF_GLOBAL_CTRL);
+    let run = g
+        .finish()
+        .run(OneEvent {
+            perf,
+            event: None,
+            overflows: 0,
+        })
+        .expect("the NMI arrives and the guest finishes");
+    assert_eq!(run.nmis, 1);
+    assert_eq!(run.value("overflows seen by the vPMU"), 1);
+    let stats = run.machine.stats();
+    assert_eq!(stats.nmis_injected, 1);
+    assert!(
+        stats.interrupted >= 1,
+        "the overflow signal must have interrupted KVM_RUN: {stats:?}"
+    );
+}

@@ -156,6 +156,24 @@ pub fn kvm_pmu_handle_event<T: Reprogram>(pmu: &mut KvmPmu) {
             continue;
         }
         reprogram_counter::<T>(pmu, idx);
+        drop_overflow_raised_while_pending(pmu, idx);
+    }
+}
+
+/// Forgets an overflow the host reported for counter `idx` between its overflow being
+/// picked up and its reprogram.
+///
+/// A host event can fire again in that window: the signal reaches the vCPU thread some
+/// microseconds after the overflow, and a short period can elapse once more before the
+/// reprogram pauses or releases the event. KVM never sees such a second callback as an
+/// overflow, because `reprogram_pmi` is still set when it comes (`kvm_perf_overflow` tests
+/// and sets it). Here the mark would outlive the reprogram on an event that is reused, and
+/// raise a second, spurious PMI. Nothing genuine is lost by dropping it: the reprogram has
+/// just armed a whole new period, and none of it can have passed yet (software periods are
+/// at least 10 µs; hardware events count only while the guest runs).
+fn drop_overflow_raised_while_pending(pmu: &mut KvmPmu, idx: u32) {
+    if let Some(event) = pmu.pmc(idx).and_then(|pmc| pmc.perf_event.as_ref()) {
+        pmu.perf.take_overflow(event);
     }
 }
 
