@@ -202,6 +202,7 @@ impl Guest {
         })
     }
 
+    // ANCHOR: user_block
     /// Runs `body` in ring 3, then continues here in ring 0 (the block ends with `int3`,
     /// the runtime's way down). Registers other than rax and rdx (used to enter ring 3)
     /// carry over in both directions.
@@ -230,6 +231,7 @@ impl Guest {
             a.nop()
         })
     }
+    // ANCHOR_END: user_block
 
     /// Sets the NMI handler's body, emitted by [`Guest::finish`] between the runtime's
     /// prologue (registers saved, entry TSC taken, NMI counted) and epilogue (latency

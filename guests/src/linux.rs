@@ -118,6 +118,7 @@ pub fn install_rotation(g: &mut Guest, rot: &Rotation) {
     }
 }
 
+// ANCHOR: sampling_handler
 /// The Linux-shaped PMI handler body: disable all, read status, re-arm the overflowed
 /// counters of `armed` with `-period`, (rotate), acknowledge, enable all. Logs the status
 /// it saw under `"pmi.status"`.
@@ -143,6 +144,7 @@ pub fn sampling_handler(g: &mut Guest, armed: &[Armed], width: u8, rotation: Opt
     g.asm(|a| a.mov(rbx, qword_ptr(vars::ENABLED)));
     g.wrmsr_reg(IA32_PERF_GLOBAL_CTRL, rbx);
 }
+// ANCHOR_END: sampling_handler
 
 /// Every `rot.every` NMIs, load the next row of the rotation table into the event selects.
 fn rotate(g: &mut Guest, rot: &Rotation) {

@@ -44,6 +44,7 @@ macro_rules! guest_suite {
             assert_eq!(names, $crate::macros::SUITE_NAMES);
         }
     };
+    // ANCHOR: suite_tests
     (@tests $make:expr, $trace:expr; $($name:ident)*) => {
         $(
             #[test]
@@ -66,4 +67,5 @@ macro_rules! guest_suite {
             }
         )*
     };
+    // ANCHOR_END: suite_tests
 }

@@ -153,6 +153,7 @@ fn emit_log(a: &mut Asm, r: &mut Routines) -> R {
 }
 
 /// Enters ring 3 at rax with the user stack; `user_return` comes back to our caller.
+// ANCHOR: enter_user
 fn emit_enter_user(a: &mut Asm, r: &mut Routines) -> R {
     a.set_label(&mut r.enter_user)?;
     a.mov(qword_ptr(rt::SAVED_KRSP), rsp)?;
@@ -164,12 +165,15 @@ fn emit_enter_user(a: &mut Asm, r: &mut Routines) -> R {
     a.push(rax)?;
     a.iretq()
 }
+// ANCHOR_END: enter_user
 
+// ANCHOR: user_return
 fn emit_user_return(a: &mut Asm, r: &mut Routines) -> R {
     a.set_label(&mut r.user_return)?;
     a.mov(rsp, qword_ptr(rt::SAVED_KRSP))?;
     a.ret()
 }
+// ANCHOR_END: user_return
 
 const NMI_SAVED: [AsmRegister64; 10] = [rax, rbx, rcx, rdx, rsi, rdi, r8, r9, r10, r11];
 
@@ -244,6 +248,7 @@ fn emit_gp(a: &mut Asm, r: &mut Routines) -> R {
     a.je(msr_fault)?;
     a.jmp(fatal)?;
 
+    // ANCHOR: gp_rdmsr_rdpmc
     // A faulted RDMSR reads as 0, as Linux's rdmsr_safe fixup makes it, so no stale value
     // is taken for the MSR's.
     a.set_label(&mut rdmsr_fault)?;
@@ -283,6 +288,7 @@ fn emit_gp(a: &mut Asm, r: &mut Routines) -> R {
     a.or(rdi, rax)?;
     a.call(r.log)?;
     a.jmp(skip)?;
+    // ANCHOR_END: gp_rdmsr_rdpmc
 
     a.set_label(&mut bad_index)?;
     a.mov(edi, tag::RDPMC_FAULT)?;

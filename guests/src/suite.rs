@@ -18,6 +18,7 @@ use crate::runtime::rt;
 use crate::transcript::{render, Transcript};
 use crate::{Guest, Program, Record, Run, RunError};
 
+// ANCHOR: scenario
 /// One scenario of the suite.
 #[derive(Clone, Copy)]
 pub struct Scenario {
@@ -33,6 +34,7 @@ pub struct Scenario {
     /// timing in them), so that the tier's host trace can be snapshotted too.
     pub host_trace_deterministic: bool,
 }
+// ANCHOR_END: scenario
 
 /// What a scenario run yields.
 pub struct ScenarioRun<P: VirtualPmu> {
@@ -42,6 +44,7 @@ pub struct ScenarioRun<P: VirtualPmu> {
     pub run: Run<P>,
 }
 
+// ANCHOR: run_scenario
 /// Runs `scenario` on a machine with `pmu`; the transcript ends with the number of #GP
 /// faults the guest took.
 pub fn run_scenario<P: VirtualPmu>(
@@ -54,6 +57,7 @@ pub fn run_scenario<P: VirtualPmu>(
     transcript.push(format!("#GP faults taken: {}", run.gp_faults));
     Ok(ScenarioRun { transcript, run })
 }
+// ANCHOR_END: run_scenario
 
 /// The caps every scenario of [`SCENARIOS`] runs with: 4 GP and 3 fixed counters, 48 bits
 /// wide, full-width writes.
@@ -153,6 +157,7 @@ pub fn by_name(name: &str) -> &'static Scenario {
         .unwrap_or_else(|| panic!("no scenario {name:?}"))
 }
 
+// ANCHOR: periods
 /// Sampling period of the scenarios, in events: 20 µs of task-clock, above the software
 /// backend's 10 µs floor.
 const PERIOD: u64 = 20_000;
@@ -161,6 +166,7 @@ const PERIOD: u64 = 20_000;
 /// re-enables them (tens of µs here); a period close to that re-fires before ring 3 runs
 /// again, an NMI storm that real perf avoids by throttling.
 const SAMPLING_PERIOD: u64 = 200_000;
+// ANCHOR_END: periods
 /// Ring-3 iterations that take long enough (about 10 ms) for any period here to pass.
 const LONG_SPIN: u64 = 20_000_000;
 /// Ring-3 iterations that make a running counter advance visibly.
@@ -464,6 +470,7 @@ fn status_and_ovf_ctrl(caps: &PmuCaps) -> Program {
     g.finish()
 }
 
+// ANCHOR: counting
 fn counting(caps: &PmuCaps) -> Program {
     let mut g = Guest::new("counting");
     let mut fixed_ctrl = 0;
@@ -497,6 +504,7 @@ fn counting(caps: &PmuCaps) -> Program {
     }
     g.finish()
 }
+// ANCHOR_END: counting
 
 fn overflow_every_counter(caps: &PmuCaps) -> Program {
     let mut g = Guest::new("overflow_every_counter");
@@ -587,6 +595,7 @@ fn write_running_counter(caps: &PmuCaps) -> Program {
 /// NMIs the sampling scenarios wait for.
 const SAMPLES: u64 = 16;
 
+// ANCHOR: sampling
 fn sampling(caps: &PmuCaps) -> Program {
     let mut g = Guest::new("sampling");
     let gp = Armed {
@@ -610,6 +619,7 @@ fn sampling(caps: &PmuCaps) -> Program {
     log_nmis(&mut g, "gp0 NMIs");
     g.finish()
 }
+// ANCHOR_END: sampling
 
 /// Sampling fixed counter 0 the same way.
 fn sampling_fixed(caps: &PmuCaps) -> Program {

@@ -85,6 +85,7 @@ pub fn reprogram_fixed_counters<T: Reprogram>(pmu: &mut KvmPmu, data: u64) {
     pmu.fixed_ctr_ctrl = data;
 }
 
+// ANCHOR: global_ctrl_changed
 /// The guest wrote `data` to `IA32_PERF_GLOBAL_CTRL`: store it, then reprogram every counter
 /// whose bit changed.
 ///
@@ -98,6 +99,7 @@ pub fn global_ctrl_changed<T: Reprogram>(pmu: &mut KvmPmu, data: u64) {
         reprogram_counter::<T>(pmu, idx);
     }
 }
+// ANCHOR_END: global_ctrl_changed
 
 /// Which counter an MSR index names, if the guest has it.
 fn counter_of(msr: u32, base: u32, count: u8) -> Option<u32> {

@@ -35,6 +35,7 @@ pub fn pmc_bitmask(pmu: &KvmPmu, idx: u32) -> u64 {
     pmu.counter_bitmask[usize::from(idx >= FIXED_IDX_BASE)]
 }
 
+// ANCHOR: pmc_read_counter
 /// The guest-visible value of counter `idx`: the saved value plus what the host event has
 /// counted, masked to the width.
 ///
@@ -48,6 +49,7 @@ pub fn pmc_read_counter(pmu: &mut KvmPmu, idx: u32) -> u64 {
     }
     counter & mask
 }
+// ANCHOR_END: pmc_read_counter
 
 /// Whether counter `idx` is globally enabled: its bit in `IA32_PERF_GLOBAL_CTRL`.
 ///
@@ -56,6 +58,7 @@ pub fn pmc_is_enabled(pmu: &KvmPmu, idx: u32) -> bool {
     pmu.global_ctrl & (1u64 << idx) != 0
 }
 
+// ANCHOR: get_sample_period
 /// The host sample period that makes the host event overflow when counter `idx`, now at
 /// `counter_value`, wraps: `(-counter) & mask`, and a full `2^width` for a counter at 0.
 ///
@@ -70,7 +73,9 @@ pub fn get_sample_period(pmu: &KvmPmu, idx: u32, counter_value: u64) -> u64 {
         period => period,
     }
 }
+// ANCHOR_END: get_sample_period
 
+// ANCHOR: pmc_reprogram_counter
 /// Creates the host event for counter `idx` and, on success, stores it and clears the
 /// counter's `reprogram_pmi` bit.
 ///
@@ -105,7 +110,9 @@ pub fn pmc_reprogram_counter(
         Err(e) => pmu.last_create_error = Some((idx, e)),
     }
 }
+// ANCHOR_END: pmc_reprogram_counter
 
+// ANCHOR: reprogram_counter
 /// Reprograms counter `idx` from its current programming: the event select of a GP counter,
 /// the `IA32_FIXED_CTR_CTRL` field of a fixed one.
 ///
@@ -121,7 +128,9 @@ pub fn reprogram_counter<T: Reprogram>(pmu: &mut KvmPmu, idx: u32) {
         T::reprogram_fixed_counter(pmu, fixed_idx, ctrl);
     }
 }
+// ANCHOR_END: reprogram_counter
 
+// ANCHOR: kvm_perf_overflow
 /// Counter `idx`'s host event overflowed: set its `GLOBAL_STATUS` bit, mark it for
 /// reprogramming and request `KVM_REQ_PMU`, and, if the counter raises interrupts (`intr`),
 /// `KVM_REQ_PMI` too. A counter already marked is left alone.
@@ -141,7 +150,9 @@ pub fn kvm_perf_overflow(pmu: &mut KvmPmu, idx: u32, intr: bool) {
         pmu.req_pmi = true;
     }
 }
+// ANCHOR_END: kvm_perf_overflow
 
+// ANCHOR: kvm_pmu_handle_event
 /// Services `KVM_REQ_PMU`: reprograms every counter marked in `reprogram_pmi`; a mark on a
 /// counter without a host event is just cleared.
 ///
@@ -159,7 +170,9 @@ pub fn kvm_pmu_handle_event<T: Reprogram>(pmu: &mut KvmPmu) {
         drop_overflow_raised_while_pending(pmu, idx);
     }
 }
+// ANCHOR_END: kvm_pmu_handle_event
 
+// ANCHOR: drop_overflow_raised_while_pending
 /// Forgets an overflow the host reported for counter `idx` between its overflow being
 /// picked up and its reprogram.
 ///
@@ -176,6 +189,7 @@ fn drop_overflow_raised_while_pending(pmu: &mut KvmPmu, idx: u32) {
         pmu.perf.take_overflow(event);
     }
 }
+// ANCHOR_END: drop_overflow_raised_while_pending
 
 /// Whether counter `idx` is counting: it has a host event and is enabled by its own bits and
 /// by `GLOBAL_CTRL`.
@@ -191,6 +205,7 @@ pub(crate) fn pmc_is_running(pmu: &KvmPmu, idx: u32) -> bool {
     pmc.perf_event.is_some() && own_enable && pmc_is_enabled(pmu, idx)
 }
 
+// ANCHOR: pmc_write_counter
 /// Sets the guest-visible value of counter `idx` to `val` (already masked to the width).
 ///
 /// `counter += val - pmc_read_counter(pmc)`: the host event keeps its count, and the saved
@@ -209,3 +224,4 @@ pub fn pmc_write_counter(pmu: &mut KvmPmu, idx: u32, val: u64) {
         pmu.req_pmu = true;
     }
 }
+// ANCHOR_END: pmc_write_counter

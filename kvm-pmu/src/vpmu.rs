@@ -82,6 +82,7 @@ impl<T: Reprogram> IntelVpmu<T> {
         self.pmu.perf.ledger()
     }
 
+    // ANCHOR: pick_up_overflows
     /// Turns each host overflow noticed since the last call into `kvm_perf_overflow`.
     ///
     /// In the kernel the overflow handler runs the moment the host counter overflows. Here the
@@ -105,6 +106,7 @@ impl<T: Reprogram> IntelVpmu<T> {
             kvm_perf_overflow(pmu, idx, intr);
         }
     }
+    // ANCHOR_END: pick_up_overflows
 }
 
 impl<T: Reprogram> VirtualPmu for IntelVpmu<T> {
@@ -122,6 +124,7 @@ impl<T: Reprogram> VirtualPmu for IntelVpmu<T> {
         intel_pmu_set_msr::<T>(&mut self.pmu, msr, data)
     }
 
+    // ANCHOR: service
     /// Picks up host overflows, services `KVM_REQ_PMU` (KVM's `kvm_pmu_handle_event`), and
     /// answers `KVM_REQ_PMI`; both requests are cleared.
     fn service(&mut self) -> Service {
@@ -133,6 +136,7 @@ impl<T: Reprogram> VirtualPmu for IntelVpmu<T> {
             pmi: std::mem::take(&mut self.pmu.req_pmi),
         }
     }
+    // ANCHOR_END: service
 }
 
 impl<T: Reprogram> Drop for IntelVpmu<T> {

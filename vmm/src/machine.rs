@@ -194,12 +194,14 @@ impl<P: VirtualPmu> Machine<P> {
         // SAFETY: the kvm_run mapping belongs to `self.vcpu`, which outlives the guard.
         let _guard = unsafe { RunGuard::new(run_ptr) };
         loop {
+            // ANCHOR: run_loop_entry
             // KVM's vcpu_enter_guest checks KVM_REQ_PMU and KVM_REQ_PMI at this point.
             if self.pmu.service().pmi {
                 self.vcpu.nmi().map_err(kvm_err("KVM_NMI"))?;
                 self.stats.nmis_injected += 1;
             }
             let exit = self.vcpu.run();
+            // ANCHOR_END: run_loop_entry
             self.stats.exits += 1;
             match exit {
                 Ok(VcpuExit::IoOut(PORT_DONE, data)) => {
@@ -228,6 +230,7 @@ impl<P: VirtualPmu> Machine<P> {
                         *exit.error = 1;
                     }
                 }
+                // ANCHOR: wrmsr_exit
                 Ok(VcpuExit::X86Wrmsr(exit)) => {
                     if exit.reason == MsrExitReason::Filter {
                         self.stats.pmu_wrmsr += 1;
@@ -240,6 +243,7 @@ impl<P: VirtualPmu> Machine<P> {
                         *exit.error = 1;
                     }
                 }
+                // ANCHOR_END: wrmsr_exit
                 Ok(VcpuExit::Shutdown) => {
                     return Err(Error::TripleFault { regs: self.regs() });
                 }
@@ -250,6 +254,7 @@ impl<P: VirtualPmu> Machine<P> {
                         regs: self.regs(),
                     });
                 }
+                // ANCHOR: eintr
                 Err(e) if e.errno() == libc::EINTR => {
                     // Clear before looking at what the signal reported, so that a signal
                     // arriving from here on makes the next KVM_RUN return at once.
@@ -262,6 +267,7 @@ impl<P: VirtualPmu> Machine<P> {
                         });
                     }
                 }
+                // ANCHOR_END: eintr
                 Err(e) if e.errno() == libc::EAGAIN => {}
                 Err(source) => {
                     return Err(Error::Kvm {

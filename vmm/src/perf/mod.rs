@@ -236,6 +236,7 @@ impl HostPerf {
             .unwrap_or(0)
     }
 
+    // ANCHOR: perf_event_pause
     /// Stops the event, reads its count and, if `reset`, sets the count back to 0; returns the
     /// count read.
     ///
@@ -267,6 +268,7 @@ impl HostPerf {
         self.note(PerfOp::Pause, event.pmc_idx, start, r)
             .unwrap_or(0)
     }
+    // ANCHOR_END: perf_event_pause
 
     /// Gives a sampling event a new period; the next overflow comes `period` events later.
     ///

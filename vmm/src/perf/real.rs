@@ -63,6 +63,7 @@ pub(crate) fn open(flavour: Flavour, attr: &EventAttr) -> Result<Counter, PerfEr
         .any_cpu()
         .inherit(false)
         .enabled(false);
+    // ANCHOR: backend_attrs
     match flavour {
         Flavour::Hardware => {
             // As KVM fills in `perf_event_attr`: the guest's USR/OS choice, never the host,
@@ -82,6 +83,7 @@ pub(crate) fn open(flavour: Flavour, attr: &EventAttr) -> Result<Counter, PerfEr
             builder.exclude_user(false).exclude_kernel(false);
         }
     }
+    // ANCHOR_END: backend_attrs
     if attr.sample_period != 0 {
         builder.sample_period(attr.sample_period);
     }
@@ -104,6 +106,7 @@ fn error_from_io(op: PerfOp, hardware: bool, e: &std::io::Error) -> PerfError {
     }
 }
 
+// ANCHOR: route_overflow_signal
 /// Makes an overflow of `fd` send [`crate::signal::overflow_signal`] to the calling thread,
 /// with `fd` in `si_fd`.
 fn route_overflow_signal(fd: RawFd) -> Result<(), PerfError> {
@@ -136,6 +139,7 @@ fn route_overflow_signal(fd: RawFd) -> Result<(), PerfError> {
     }
     Ok(())
 }
+// ANCHOR_END: route_overflow_signal
 
 fn last_errno() -> i32 {
     std::io::Error::last_os_error()
