@@ -366,6 +366,9 @@ fn write_widths(caps: &PmuCaps) -> Program {
     g.finish()
 }
 
+/// An MSR, a valid value for it, and invalid values with what makes each invalid.
+type ReservedCase = (u32, u64, Vec<(u64, &'static str)>);
+
 fn reserved_bits(caps: &PmuCaps) -> Program {
     let mut g = Guest::new("reserved_bits");
     let gp_bits = (1u64 << caps.nr_gp) - 1;
@@ -373,7 +376,7 @@ fn reserved_bits(caps: &PmuCaps) -> Program {
     let sel = evtsel(0xC0, 0, false) & !EVTSEL_EN;
     // (MSR, a valid value, invalid values): the valid one is written first, each invalid
     // one must fault, and the read after them must still see the valid one.
-    let cases: Vec<(u32, u64, Vec<(u64, &str)>)> = vec![
+    let cases: Vec<ReservedCase> = vec![
         (
             IA32_PERFEVTSEL0,
             sel,
