@@ -246,20 +246,20 @@ both_tiers! {
         v.set_msr(IA32_PERFEVTSEL0, EN | USR | OS | INSTRUCTIONS).unwrap();
         v.set_msr(IA32_PERFEVTSEL0 + 1, EN | USR | OS | INT | INSTRUCTIONS).unwrap();
         v.set_msr(IA32_PERF_GLOBAL_CTRL, 1 << 32 | 0b11).unwrap();
-        assert_eq!(v.service().pmi, false);
+        assert!(!v.service().pmi);
 
         // Counter 0 (no INT) wraps: status, no PMI.
         v.set_msr(IA32_PERFEVTSEL0 + 1, USR | OS | INT | INSTRUCTIONS).unwrap();
         clock.advance(15);
-        assert_eq!(v.service().pmi, false);
+        assert!(!v.service().pmi);
         assert_eq!(v.get_msr(IA32_PERF_GLOBAL_STATUS), Ok(0b1));
         assert_eq!(v.get_msr(IA32_PMC0), Ok(5));
 
         // Counter 1 (INT) wraps: status and PMI, once.
         v.set_msr(IA32_PERFEVTSEL0 + 1, EN | USR | OS | INT | INSTRUCTIONS).unwrap();
         clock.advance(10);
-        assert_eq!(v.service().pmi, true);
-        assert_eq!(v.service().pmi, false);
+        assert!(v.service().pmi);
+        assert!(!v.service().pmi);
         assert_eq!(v.get_msr(IA32_PERF_GLOBAL_STATUS), Ok(0b11));
         assert_eq!(v.get_msr(IA32_PMC0 + 1), Ok(0));
         assert_eq!(v.get_msr(IA32_PMC0), Ok(15));
@@ -267,14 +267,14 @@ both_tiers! {
         // Fixed counter 0 with PMI (field 0xB) wraps.
         v.set_msr(IA32_FIXED_CTR_CTRL, 0xB).unwrap();
         clock.advance(10);
-        assert_eq!(v.service().pmi, true);
+        assert!(v.service().pmi);
         assert_eq!(v.get_msr(IA32_PERF_GLOBAL_STATUS), Ok(0b11 | 1 << 32));
         assert_eq!(v.get_msr(IA32_FIXED_CTR0), Ok(0));
 
         // Re-armed at the next wrap, a full period later.
         v.set_msr(IA32_PERF_GLOBAL_OVF_CTRL, 0b11 | 1 << 32).unwrap();
         clock.advance(1000);
-        assert_eq!(v.service().pmi, false);
+        assert!(!v.service().pmi);
         assert_eq!(v.get_msr(IA32_PERF_GLOBAL_STATUS), Ok(0));
         assert_eq!(v.pmu().reprogram_pmi, 0);
     }
@@ -285,10 +285,10 @@ both_tiers! {
         clock.advance(100);
         v.set_msr(IA32_PMC0, (-5i64) as u64).unwrap();
         assert!(v.pmu().req_pmu);
-        assert_eq!(v.service().pmi, false); // re-derives the period
+        assert!(!v.service().pmi); // re-derives the period
         assert_eq!(v.get_msr(IA32_PMC0), Ok(MASK48 - 4));
         clock.advance(5);
-        assert_eq!(v.service().pmi, true);
+        assert!(v.service().pmi);
         assert_eq!(v.get_msr(IA32_PERF_GLOBAL_STATUS), Ok(1));
     }
 
