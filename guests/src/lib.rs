@@ -24,3 +24,7 @@ pub use transcript::Transcript;
 
 #[doc(hidden)]
 pub use insta;
+
+/// The assembler guest programs are written with, so that a crate writing its own guests
+/// (a scenario, a workload) needs no dependency of its own on it.
+pub use iced_x86;
