@@ -7,6 +7,7 @@
 //! [`vmm::VirtualPmu`] and returns the guest's log and NMI latencies.
 
 #![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod guest;
 pub mod program;

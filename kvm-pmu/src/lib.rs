@@ -44,6 +44,7 @@
 //! - [`vpmu`]: [`IntelVpmu`], which puts it together as a [`vmm::VirtualPmu`].
 
 #![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod intel;
 pub mod pmc;

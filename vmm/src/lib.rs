@@ -12,6 +12,7 @@
 //! - [`machine`]: the KVM machine and its run loop.
 
 #![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod caps;
 pub mod msr;
