@@ -6,6 +6,9 @@
 //! handlers, a ring-3 gate, a log). [`Program::run`] boots it on a [`vmm::Machine`] with any
 //! [`vmm::VirtualPmu`] and returns the guest's log and NMI latencies.
 
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod guest;
 pub mod program;
 pub mod runtime;
@@ -22,3 +25,7 @@ pub use transcript::Transcript;
 
 #[doc(hidden)]
 pub use insta;
+
+/// The assembler guest programs are written with, so that a crate writing its own guests
+/// (a scenario, a workload) needs no dependency of its own on it.
+pub use iced_x86;

@@ -24,7 +24,10 @@ pub const SUITE_NAMES: &[&str] = &[
 /// host operations do not depend on timing, the host trace as `<scenario>__host`. The
 /// snapshots live in the calling crate's `tests/snapshots/`.
 ///
-/// ```ignore
+/// Each tier's `tests/guest_suite.rs` is this, with its own vPMU type (see
+/// `impl-legacy/tests/guest_suite.rs`):
+///
+/// ```text
 /// guests::guest_suite! {
 ///     make: |caps| impl_legacy::LegacyPmu::new(caps, host_perf()),
 ///     trace: |pmu: &impl_legacy::LegacyPmu| pmu.ledger().trace(),

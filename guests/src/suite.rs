@@ -372,6 +372,9 @@ fn write_widths(caps: &PmuCaps) -> Program {
     g.finish()
 }
 
+/// An MSR, a valid value for it, and invalid values with what makes each invalid.
+type ReservedCase = (u32, u64, Vec<(u64, &'static str)>);
+
 fn reserved_bits(caps: &PmuCaps) -> Program {
     let mut g = Guest::new("reserved_bits");
     let gp_bits = (1u64 << caps.nr_gp) - 1;
@@ -379,7 +382,7 @@ fn reserved_bits(caps: &PmuCaps) -> Program {
     let sel = evtsel(0xC0, 0, false) & !EVTSEL_EN;
     // (MSR, a valid value, invalid values): the valid one is written first, each invalid
     // one must fault, and the read after them must still see the valid one.
-    let cases: Vec<(u32, u64, Vec<(u64, &str)>)> = vec![
+    let cases: Vec<ReservedCase> = vec![
         (
             IA32_PERFEVTSEL0,
             sel,
@@ -597,50 +600,41 @@ const SAMPLES: u64 = 16;
 
 // ANCHOR: sampling
 fn sampling(caps: &PmuCaps) -> Program {
-    let mut g = Guest::new("sampling");
     let gp = Armed {
         idx: 0,
         period: SAMPLING_PERIOD,
     };
-    let gw = caps.gp_width;
-    g.on_nmi(move |g| {
-        linux::sampling_handler(g, &[gp], gw, None);
-    });
-    g.wrmsr(IA32_PERF_GLOBAL_CTRL, 0);
-    g.wrmsr(gp.counter_msr(), gp.preload(gw));
-    g.wrmsr(IA32_PERFEVTSEL0, evtsel(0xC0, 0, true));
-    linux::set_enabled_mask(&mut g, 1);
-    g.wrmsr(IA32_PERF_GLOBAL_CTRL, 1);
-    g.user(|u| {
-        u.wait_for_nmis(SAMPLES);
-    });
-    g.wrmsr(IA32_PERF_GLOBAL_CTRL, 0);
-    g.wrmsr(IA32_PERFEVTSEL0, 0);
-    log_nmis(&mut g, "gp0 NMIs");
-    g.finish()
+    let control = (IA32_PERFEVTSEL0, evtsel(0xC0, 0, true));
+    sample_one("sampling", gp, caps.gp_width, control)
 }
 // ANCHOR_END: sampling
 
 /// Sampling fixed counter 0 the same way.
 fn sampling_fixed(caps: &PmuCaps) -> Program {
-    let mut g = Guest::new("sampling_fixed");
     let fixed = Armed {
         idx: FIXED_IDX_BASE,
         period: SAMPLING_PERIOD,
     };
-    let fw = caps.fixed_width;
-    g.on_nmi(move |g| linux::sampling_handler(g, &[fixed], fw, None));
+    let control = (IA32_FIXED_CTR_CTRL, 0xB); // OS, USR, PMI
+    sample_one("sampling_fixed", fixed, caps.fixed_width, control)
+}
+
+/// One counter sampling under the Linux-shaped handler for [`SAMPLES`] NMIs. `control` is
+/// the MSR and value that enable it with its interrupt bit.
+fn sample_one(name: &str, arm: Armed, width: u8, control: (u32, u64)) -> Program {
+    let mut g = Guest::new(name);
+    g.on_nmi(move |g| linux::sampling_handler(g, &[arm], width, None));
     g.wrmsr(IA32_PERF_GLOBAL_CTRL, 0);
-    g.wrmsr(fixed.counter_msr(), fixed.preload(fw));
-    g.wrmsr(IA32_FIXED_CTR_CTRL, 0xB); // OS, USR, PMI
-    linux::set_enabled_mask(&mut g, 1 << FIXED_IDX_BASE);
-    g.wrmsr(IA32_PERF_GLOBAL_CTRL, 1 << FIXED_IDX_BASE);
+    g.wrmsr(arm.counter_msr(), arm.preload(width));
+    g.wrmsr(control.0, control.1);
+    linux::set_enabled_mask(&mut g, 1 << arm.idx);
+    g.wrmsr(IA32_PERF_GLOBAL_CTRL, 1 << arm.idx);
     g.user(|u| {
         u.wait_for_nmis(SAMPLES);
     });
     g.wrmsr(IA32_PERF_GLOBAL_CTRL, 0);
-    g.wrmsr(IA32_FIXED_CTR_CTRL, 0);
-    log_nmis(&mut g, "fixed0 NMIs");
+    g.wrmsr(control.0, 0);
+    log_nmis(&mut g, &format!("{} NMIs", counter_name(arm.idx)));
     g.finish()
 }
 

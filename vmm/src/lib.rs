@@ -11,6 +11,9 @@
 //! - [`signal`]: how a perf overflow or a deadline reaches the vCPU thread;
 //! - [`machine`]: the KVM machine and its run loop.
 
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod caps;
 pub mod msr;
 pub mod perf;

@@ -2,11 +2,12 @@
 
 use vmm::{Error, Fault, Machine, PmuCaps, Service, VirtualPmu};
 
-struct NoPmu;
+/// A vPMU that refuses every MSR and promises `.0` in CPUID.
+struct NoPmu(PmuCaps);
 
 impl VirtualPmu for NoPmu {
     fn caps(&self) -> PmuCaps {
-        PmuCaps::default()
+        self.0
     }
     fn get_msr(&mut self, _: u32) -> Result<u64, Fault> {
         Err(Fault)
@@ -20,7 +21,7 @@ impl VirtualPmu for NoPmu {
 }
 
 fn message(path: &str) -> String {
-    match Machine::with_kvm_path(path, NoPmu) {
+    match Machine::with_kvm_path(path, NoPmu(PmuCaps::default())) {
         Err(e @ Error::KvmUnavailable { .. }) => e.to_string(),
         Err(other) => panic!("expected KvmUnavailable, got {other}"),
         Ok(_) => panic!("{path} is not a KVM device, yet a machine was built"),
@@ -50,22 +51,7 @@ fn an_unopenable_path_is_refused() {
 
 #[test]
 fn invalid_caps_are_refused_before_kvm_is_touched() {
-    struct TooMany;
-    impl VirtualPmu for TooMany {
-        fn caps(&self) -> PmuCaps {
-            PmuCaps::with_gp(9)
-        }
-        fn get_msr(&mut self, _: u32) -> Result<u64, Fault> {
-            Err(Fault)
-        }
-        fn set_msr(&mut self, _: u32, _: u64) -> Result<(), Fault> {
-            Err(Fault)
-        }
-        fn service(&mut self) -> Service {
-            Service::default()
-        }
-    }
-    let err = Machine::with_kvm_path("/nonexistent", TooMany)
+    let err = Machine::with_kvm_path("/nonexistent", NoPmu(PmuCaps::with_gp(9)))
         .err()
         .expect("refused");
     assert!(err.to_string().contains("9 GP counters"), "{err}");
