@@ -619,6 +619,7 @@ fn sampling_fixed(caps: &PmuCaps) -> Program {
     sample_one("sampling_fixed", fixed, caps.fixed_width, control)
 }
 
+// ANCHOR: sample_one
 /// One counter sampling under the Linux-shaped handler for [`SAMPLES`] NMIs. `control` is
 /// the MSR and value that enable it with its interrupt bit.
 fn sample_one(name: &str, arm: Armed, width: u8, control: (u32, u64)) -> Program {
@@ -637,6 +638,7 @@ fn sample_one(name: &str, arm: Armed, width: u8, control: (u32, u64)) -> Program
     log_nmis(&mut g, &format!("{} NMIs", counter_name(arm.idx)));
     g.finish()
 }
+// ANCHOR_END: sample_one
 
 /// Sampling transcripts state what must hold of every NMI: how many arrive past the target
 /// depends on timing (one more may be on its way when the guest stops the counters).
