@@ -70,7 +70,7 @@ impl Default for CompareOptions {
         CompareOptions {
             workloads: Workload::ALL.to_vec(),
             config: WorkloadConfig::default(),
-            repetitions: 2,
+            repetitions: 3,
             backend: BackendChoice::Auto,
             limit: Duration::from_secs(60),
             progress: true,

@@ -54,7 +54,7 @@ struct CompareArgs {
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     backend: Backend,
     /// Runs per tier and workload (samples are pooled).
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 3)]
     repetitions: u32,
     /// Seconds one guest run may take before it is stopped as a runaway.
     #[arg(long, default_value_t = 60)]

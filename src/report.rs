@@ -328,10 +328,10 @@ pub fn tables(r: &Report) -> Vec<Table> {
              held up to {others} perf descriptors during the quiet samples."
         ));
         t.notes.push(
-            "both tiers pay it once, at the guest's first enable: the legacy tier recreates \
-             events within microseconds, so the 1 s deferred disable never fires during a run \
-             and the commit's per-NMI 20 ms (hardware PMU reservation with the watchdog off) \
-             has no counterpart with software events"
+            "measured here: both tiers pay it at the guest's first enable (the vPMU's first \
+             create) and only there; the toggles after it cost tens of us on both. The \
+             commit's 20 ms minimum came from a host with a hardware PMU and the watchdog off, \
+             which this host (no hardware PMU) cannot reproduce"
                 .into(),
         );
         out.push(t);

@@ -174,7 +174,7 @@ pub struct WorkloadConfig {
 impl Default for WorkloadConfig {
     fn default() -> Self {
         WorkloadConfig {
-            samples: 1000,
+            samples: 2000,
             period: 200_000,
             gp_counters: 4,
             rotate_every: 4,
