@@ -363,7 +363,10 @@ pub fn run_compare(opts: &CompareOptions) -> Result<Report, Error> {
     };
     let selected = select(opts.backend)?;
     let host = HostInfo::probe(&selected);
-    progress.say(&format!("backend: {} ({})", host.backend, host.backend_reason));
+    progress.say(&format!(
+        "backend: {} ({})",
+        host.backend, host.backend_reason
+    ));
     let mut tsc_khz = 0;
     let mut workloads = Vec::new();
     for &w in opts.workloads.iter().filter(|w| **w != Workload::ColdStart) {
@@ -378,14 +381,21 @@ pub fn run_compare(opts: &CompareOptions) -> Result<Report, Error> {
                     rep + 1,
                     opts.repetitions
                 ));
-                let (rec, lat, khz) =
-                    run_tier(tier, &program, &selected.backend, opts.limit, rep)?;
+                let (rec, lat, khz) = run_tier(tier, &program, &selected.backend, opts.limit, rep)?;
                 tsc_khz = khz;
                 runs.entry(tier).or_default().push((rec, lat));
             }
         }
-        let legacy = TierResult::pool(Tier::Legacy, w, runs.remove(&Tier::Legacy).unwrap_or_default());
-        let reuse = TierResult::pool(Tier::Reuse, w, runs.remove(&Tier::Reuse).unwrap_or_default());
+        let legacy = TierResult::pool(
+            Tier::Legacy,
+            w,
+            runs.remove(&Tier::Legacy).unwrap_or_default(),
+        );
+        let reuse = TierResult::pool(
+            Tier::Reuse,
+            w,
+            runs.remove(&Tier::Reuse).unwrap_or_default(),
+        );
         workloads.push(WorkloadResult::new(w, legacy, reuse));
     }
     let cold_start = if opts.workloads.contains(&Workload::ColdStart) {
@@ -404,7 +414,11 @@ pub fn run_compare(opts: &CompareOptions) -> Result<Report, Error> {
         host,
         tsc_khz,
         config: ConfigRecord {
-            workloads: opts.workloads.iter().map(|w| w.name().to_string()).collect(),
+            workloads: opts
+                .workloads
+                .iter()
+                .map(|w| w.name().to_string())
+                .collect(),
             workload: opts.config,
             repetitions: opts.repetitions,
             backend_choice: backend_choice_name(opts.backend).into(),

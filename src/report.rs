@@ -80,7 +80,15 @@ impl Table {
         let mut out = format!("{}\n", self.title);
         out.push_str(&line(&self.headers));
         out.push('\n');
-        out.push_str(&"-".repeat(widths.iter().map(|w| w + 2).sum::<usize>().saturating_sub(2)));
+        out.push_str(
+            &"-".repeat(
+                widths
+                    .iter()
+                    .map(|w| w + 2)
+                    .sum::<usize>()
+                    .saturating_sub(2),
+            ),
+        );
         out.push('\n');
         for row in &self.rows {
             out.push_str(&line(row));
@@ -180,7 +188,14 @@ pub fn tables(r: &Report) -> Vec<Table> {
 
     let mut t = Table::new(
         "Reprogram calls (host perf event creations, from the ledger)",
-        &["workload", "per", "legacy", "reuse", "reduction", "theirs (commit)"],
+        &[
+            "workload",
+            "per",
+            "legacy",
+            "reuse",
+            "reduction",
+            "theirs (commit)",
+        ],
     );
     for w in &r.workloads {
         t.rows.push(vec![
@@ -198,8 +213,17 @@ pub fn tables(r: &Report) -> Vec<Table> {
     let mut t = Table::new(
         "Guest-measured latency, ns (NMI handler entry to iretq; exits: rdtsc around the WRMSRs)",
         &[
-            "workload", "tier", "samples", "avg", "min", "p50", "p99", "max", "speedup avg",
-            "speedup p50", "theirs (commit)",
+            "workload",
+            "tier",
+            "samples",
+            "avg",
+            "min",
+            "p50",
+            "p99",
+            "max",
+            "speedup avg",
+            "speedup p50",
+            "theirs (commit)",
         ],
     );
     for w in &r.workloads {
@@ -235,8 +259,17 @@ pub fn tables(r: &Report) -> Vec<Table> {
     let mut t = Table::new(
         "Host perf calls per sample (from the ledger; per guest NMI for sampling workloads)",
         &[
-            "workload", "tier", "guest NMIs", "create", "release", "pause", "period", "enable",
-            "read", "ops/sample", "perf us/sample",
+            "workload",
+            "tier",
+            "guest NMIs",
+            "create",
+            "release",
+            "pause",
+            "period",
+            "enable",
+            "read",
+            "ops/sample",
+            "perf us/sample",
         ],
     );
     for w in &r.workloads {
@@ -263,7 +296,14 @@ pub fn tables(r: &Report) -> Vec<Table> {
     if let Some(c) = &r.cold_start {
         let mut t = Table::new(
             "Cold start: the first host perf event (median over repetitions), ns",
-            &["what", "condition", "legacy", "reuse", "host perf layer", "theirs (commit)"],
+            &[
+                "what",
+                "condition",
+                "legacy",
+                "reuse",
+                "host perf layer",
+                "theirs (commit)",
+            ],
         );
         let m = |f: fn(&crate::cold::HostColdSample) -> u64| ns(c.host_median(f));
         t.rows.push(vec![

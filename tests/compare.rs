@@ -43,7 +43,14 @@ fn compare_json_schema_and_consistency() {
 
     // Schema: top level.
     assert_eq!(num(&json, "schema_version"), 1.0);
-    for key in ["kernel", "cpu", "kvm_module", "nmi_watchdog", "backend", "backend_reason"] {
+    for key in [
+        "kernel",
+        "cpu",
+        "kvm_module",
+        "nmi_watchdog",
+        "backend",
+        "backend_reason",
+    ] {
         assert!(field(field(&json, "host"), key).is_string(), "host.{key}");
     }
     assert!(num(field(&json, "host"), "cpus") >= 1.0);
@@ -95,7 +102,13 @@ fn compare_json_schema_and_consistency() {
             assert!(field(t, "host_ops").is_object());
             assert!(field(t, "latencies_ns").is_array());
             for run in field(t, "runs").as_array().expect("runs") {
-                for key in ["guest_nmis", "samples", "creations", "create_entries", "wall_ms"] {
+                for key in [
+                    "guest_nmis",
+                    "samples",
+                    "creations",
+                    "create_entries",
+                    "wall_ms",
+                ] {
                     num(run, key);
                 }
                 assert!(field(run, "exits").is_object());
@@ -134,11 +147,18 @@ fn compare_json_schema_and_consistency() {
                 t.samples
             };
             assert_eq!(t.host_ops_per_sample, t.host_ops_total as f64 / per as f64);
-            assert_eq!(t.host_perf_ns_per_sample, t.host_perf_ns as f64 / per as f64);
+            assert_eq!(
+                t.host_perf_ns_per_sample,
+                t.host_perf_ns as f64 / per as f64
+            );
             assert!(t.latency.min <= t.latency.p50 && t.latency.p50 <= t.latency.max);
         }
         // The commit's effect, as counts: reuse never creates more than legacy.
-        assert!(w.reuse.creations <= w.legacy.creations, "{}", w.workload.name());
+        assert!(
+            w.reuse.creations <= w.legacy.creations,
+            "{}",
+            w.workload.name()
+        );
     }
 
     // The text and markdown renderings name every workload.

@@ -309,7 +309,10 @@ fn toggles(w: Workload, cfg: &WorkloadConfig, count: u64, first_enable: bool) ->
     for c in 0..cfg.gp_counters {
         // Counters at 0 (get a full-wrap period: 2^48 ns, never reached here).
         g.wrmsr(IA32_PMC0 + c, 0);
-        g.wrmsr(IA32_PERFEVTSEL0 + c, linux::arch_event_selects(false)[c as usize]);
+        g.wrmsr(
+            IA32_PERFEVTSEL0 + c,
+            linux::arch_event_selects(false)[c as usize],
+        );
     }
     g.wrmsr(IA32_FIXED_CTR0, 0);
     g.wrmsr(IA32_FIXED_CTR_CTRL, FIXED0_COUNT);
