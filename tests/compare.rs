@@ -184,6 +184,6 @@ fn unknown_workload_is_a_usage_error() {
 fn bad_counters_are_refused_with_a_message() {
     let mut opts = tiny();
     opts.config.gp_counters = 9;
-    let err = run_compare(&opts).err().expect("refused");
+    let err = run_compare(&opts).expect_err("refused");
     assert!(err.to_string().contains("--counters"));
 }
