@@ -204,7 +204,7 @@ pub fn tables(r: &Report) -> Vec<Table> {
             w.legacy.creations.to_string(),
             w.reuse.creations.to_string(),
             w.creation_reduction_pct
-                .map_or("-".into(), |p| format!("-{p:.1}%")),
+                .map_or("-".into(), |p| format!("-{p:.2}%")),
             theirs_creations(w.workload),
         ]);
     }
@@ -369,7 +369,7 @@ pub fn tables(r: &Report) -> Vec<Table> {
         ));
         t.notes.push(
             "measured here: both tiers pay it at the guest's first enable (the vPMU's first \
-             create) and only there; the toggles after it cost tens of us on both. The \
+             create); the fastest warm toggle after it costs tens of us on both. The \
              commit's 20 ms minimum came from a host with a hardware PMU and the watchdog off, \
              which this host (no hardware PMU) cannot reproduce"
                 .into(),
