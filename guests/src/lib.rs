@@ -19,6 +19,7 @@ pub mod linux;
 pub mod macros;
 pub mod suite;
 pub mod transcript;
+pub mod workloads;
 
 pub use suite::{run_scenario, Scenario, SCENARIOS};
 pub use transcript::Transcript;

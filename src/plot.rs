@@ -1,0 +1,83 @@
+//! The latency distributions of both tiers as an SVG: one panel per workload, the
+//! empirical CDF of each tier's guest-measured latencies (plotters, SVG backend only).
+
+use plotters::prelude::*;
+
+use crate::compare::{Report, Tier};
+use crate::stats::percentile_sorted;
+use crate::Error;
+
+/// Draws `report`'s latency CDFs into `path`.
+pub fn write_svg(report: &Report, path: &str) -> Result<(), Error> {
+    let err = |e: String| Error::Plot {
+        path: path.into(),
+        detail: e,
+    };
+    let panels: Vec<_> = crate::report::with_samples(report).collect();
+    if panels.is_empty() {
+        return Err(err("no workload has latency samples on both tiers".into()));
+    }
+    let height = 320 * panels.len() as u32;
+    let root = SVGBackend::new(path, (900, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    let areas = root.split_evenly((panels.len(), 1));
+    for (area, w) in areas.iter().zip(panels) {
+        let sorted = |t: Tier| {
+            let mut v: Vec<f64> = w.tier(t).latencies_ns.iter().map(|x| x / 1e3).collect();
+            v.sort_by(f64::total_cmp);
+            v
+        };
+        let (legacy, reuse) = (sorted(Tier::Legacy), sorted(Tier::Reuse));
+        // Up to the larger p99, so one outlier does not squash the curves.
+        let x_max = percentile_sorted(&legacy, 99.0).max(percentile_sorted(&reuse, 99.0)) * 1.1;
+        let x_min = legacy[0].min(reuse[0]) * 0.9;
+        let mut chart = ChartBuilder::on(area)
+            .caption(
+                format!(
+                    "{}: guest latency per {} (CDF; {} backend)",
+                    w.workload.name(),
+                    w.unit,
+                    report.host.backend
+                ),
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(48)
+            .build_cartesian_2d(x_min..x_max, 0.0..1.0)
+            .map_err(|e| err(e.to_string()))?;
+        chart
+            .configure_mesh()
+            .x_desc("latency (us)")
+            .y_desc("fraction <= x")
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+        for (tier, data, color) in [(Tier::Legacy, &legacy, RED), (Tier::Reuse, &reuse, BLUE)] {
+            let n = data.len() as f64;
+            let points = data
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| **x <= x_max)
+                .map(|(i, x)| (*x, (i + 1) as f64 / n));
+            let stats = &w.tier(tier).latency;
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                .map_err(|e| err(e.to_string()))?
+                .label(format!(
+                    "{} (p50 {:.1} us, avg {:.1} us)",
+                    tier.name(),
+                    stats.p50 / 1e3,
+                    stats.avg / 1e3
+                ))
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| err(e.to_string()))?;
+    }
+    root.present().map_err(|e| err(e.to_string()))
+}
