@@ -53,12 +53,7 @@ pub fn write_svg(report: &Report, path: &str) -> Result<(), Error> {
             .draw()
             .map_err(|e| err(e.to_string()))?;
         for (tier, data, color) in [(Tier::Legacy, &legacy, RED), (Tier::Reuse, &reuse, BLUE)] {
-            let n = data.len() as f64;
-            let points = data
-                .iter()
-                .enumerate()
-                .filter(|(_, x)| **x <= x_max)
-                .map(|(i, x)| (*x, (i + 1) as f64 / n));
+            let points = cdf_points(data, x_max);
             let stats = &w.tier(tier).latency;
             chart
                 .draw_series(LineSeries::new(points, color.stroke_width(2)))
@@ -80,4 +75,39 @@ pub fn write_svg(report: &Report, path: &str) -> Result<(), Error> {
             .map_err(|e| err(e.to_string()))?;
     }
     root.present().map_err(|e| err(e.to_string()))
+}
+
+/// Points that draw the empirical CDF of sorted `data` up to `x_max`: at most
+/// [`CDF_POINTS`] of them, evenly spaced in rank, so that the SVG stays small whatever the
+/// number of samples (each point is a few bytes of path; thousands of samples would make
+/// the book's plot megabytes).
+fn cdf_points(data: &[f64], x_max: f64) -> Vec<(f64, f64)> {
+    let n = data.len();
+    let step = n.div_ceil(CDF_POINTS).max(1);
+    (0..n)
+        .step_by(step)
+        .chain(n.checked_sub(1))
+        .map(|i| (data[i], (i + 1) as f64 / n as f64))
+        .filter(|(x, _)| *x <= x_max)
+        .collect()
+}
+
+/// The most points a CDF curve is drawn with.
+const CDF_POINTS: usize = 400;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cdf_is_thinned_but_keeps_its_ends() {
+        let data: Vec<f64> = (0..10_000).map(f64::from).collect();
+        let points = cdf_points(&data, f64::MAX);
+        assert!(points.len() <= CDF_POINTS + 1, "{}", points.len());
+        assert_eq!(points.first(), Some(&(0.0, 1.0 / 10_000.0)));
+        assert_eq!(points.last(), Some(&(9_999.0, 1.0)));
+        assert!(points
+            .windows(2)
+            .all(|w| w[0].0 <= w[1].0 && w[0].1 < w[1].1));
+    }
 }
