@@ -14,7 +14,7 @@
 
 use iced_x86::code_asm::*;
 use vmm::msr::{
-    FIXED_IDX_BASE, IA32_FIXED_CTR0, IA32_PERFEVTSEL0, IA32_PERF_GLOBAL_CTRL,
+    FIXED_IDX_BASE, IA32_FIXED_CTR0, IA32_FIXED_CTR_CTRL, IA32_PERFEVTSEL0, IA32_PERF_GLOBAL_CTRL,
     IA32_PERF_GLOBAL_OVF_CTRL, IA32_PERF_GLOBAL_STATUS, IA32_PMC0,
 };
 
@@ -71,6 +71,51 @@ impl Armed {
     pub fn preload(&self, width: u8) -> u64 {
         self.period.wrapping_neg() & ((1u64 << width) - 1)
     }
+
+    /// The MSR and value that enable this counter, alone, to count instructions in both rings
+    /// with its interrupt bit set: its event select (GP), or its field of
+    /// `IA32_FIXED_CTR_CTRL` with OS, USR and PMI (fixed).
+    pub fn sampling_control(&self) -> (u32, u64) {
+        if self.idx >= FIXED_IDX_BASE {
+            (
+                IA32_FIXED_CTR_CTRL,
+                0xB << (4 * (self.idx - FIXED_IDX_BASE)),
+            )
+        } else {
+            (IA32_PERFEVTSEL0 + self.idx, evtsel(0xC0, 0, true))
+        }
+    }
+}
+
+/// Starts one counter sampling as `perf record` would: installs the Linux-shaped handler,
+/// preloads the counter with `-period`, enables it with its interrupt bit and enables it,
+/// alone, in `GLOBAL_CTRL`. The caller waits for NMIs and stops the counters.
+pub fn start_sampling(g: &mut Guest, arm: Armed, width: u8) {
+    g.on_nmi(move |g| sampling_handler(g, &[arm], width, None));
+    g.wrmsr(IA32_PERF_GLOBAL_CTRL, 0);
+    g.wrmsr(arm.counter_msr(), arm.preload(width));
+    let (msr, value) = arm.sampling_control();
+    g.wrmsr(msr, value);
+    set_enabled_mask(g, 1 << arm.idx);
+    g.wrmsr(IA32_PERF_GLOBAL_CTRL, 1 << arm.idx);
+}
+
+/// Starts GP counters `0..rot.counters` sampling with `period` each while the handler
+/// rotates `rot.events` over them, as perf multiplexing does. The caller waits for NMIs and
+/// stops the counters.
+pub fn start_multiplexing(g: &mut Guest, rot: &Rotation, period: u64, width: u8) {
+    let armed: Vec<Armed> = (0..rot.counters).map(|idx| Armed { idx, period }).collect();
+    let (armed_h, rot_h) = (armed.clone(), rot.clone());
+    g.on_nmi(move |g| sampling_handler(g, &armed_h, width, Some(&rot_h)));
+    g.wrmsr(IA32_PERF_GLOBAL_CTRL, 0);
+    install_rotation(g, rot);
+    for (c, arm) in armed.iter().enumerate() {
+        g.wrmsr(arm.counter_msr(), arm.preload(width));
+        g.wrmsr(IA32_PERFEVTSEL0 + c as u32, rot.events[c]);
+    }
+    let mask = (1u64 << rot.counters) - 1;
+    set_enabled_mask(g, mask);
+    g.wrmsr(IA32_PERF_GLOBAL_CTRL, mask);
 }
 
 /// Multiplexing: which event selects the GP counters cycle through, and how often.

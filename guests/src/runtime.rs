@@ -189,17 +189,25 @@ pub(crate) fn nmi_prologue(a: &mut Asm, r: &mut Routines) -> R {
     a.inc(qword_ptr(rt::NMI_COUNT))
 }
 
-/// NMI exit: store the handler's latency in TSC ticks, restore, return.
-pub(crate) fn nmi_epilogue(a: &mut Asm) -> R {
+/// Appends rax to the latency samples ([`layout::LAT`]) unless they are full. Clobbers rbx.
+/// The NMI handler stores its own duration this way; workloads that time something else
+/// (an exit) store theirs the same way, so the host reads both alike.
+pub fn append_latency(a: &mut Asm) -> R {
     let mut full = a.create_label();
-    rdtsc_rax(a)?;
-    a.sub(rax, qword_ptr(rt::NMI_T0))?;
     a.mov(rbx, qword_ptr(layout::LAT))?;
     a.cmp(rbx, LAT_CAPACITY as i32)?;
     a.jae(full)?;
     a.mov(qword_ptr(rbx * 8 + (layout::LAT + 8) as i32), rax)?;
     a.inc(qword_ptr(layout::LAT))?;
     a.set_label(&mut full)?;
+    a.nop()
+}
+
+/// NMI exit: store the handler's latency in TSC ticks, restore, return.
+pub(crate) fn nmi_epilogue(a: &mut Asm) -> R {
+    rdtsc_rax(a)?;
+    a.sub(rax, qword_ptr(rt::NMI_T0))?;
+    append_latency(a)?;
     for reg in NMI_SAVED.iter().rev() {
         a.pop(*reg)?;
     }

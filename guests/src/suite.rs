@@ -600,14 +600,15 @@ const SAMPLES: u64 = 16;
 
 // ANCHOR: sampling
 fn sampling(caps: &PmuCaps) -> Program {
-    let gp = Armed {
-        idx: 0,
-        period: SAMPLING_PERIOD,
-    };
-    let control = (IA32_PERFEVTSEL0, evtsel(0xC0, 0, true));
-    sample_one("sampling", gp, caps.gp_width, control)
+    sample_one(
+        "sampling",
+        Armed {
+            idx: 0,
+            period: SAMPLING_PERIOD,
+        },
+        caps.gp_width,
+    )
 }
-// ANCHOR_END: sampling
 
 /// Sampling fixed counter 0 the same way.
 fn sampling_fixed(caps: &PmuCaps) -> Program {
@@ -615,30 +616,21 @@ fn sampling_fixed(caps: &PmuCaps) -> Program {
         idx: FIXED_IDX_BASE,
         period: SAMPLING_PERIOD,
     };
-    let control = (IA32_FIXED_CTR_CTRL, 0xB); // OS, USR, PMI
-    sample_one("sampling_fixed", fixed, caps.fixed_width, control)
+    sample_one("sampling_fixed", fixed, caps.fixed_width)
 }
 
-// ANCHOR: sample_one
-/// One counter sampling under the Linux-shaped handler for [`SAMPLES`] NMIs. `control` is
-/// the MSR and value that enable it with its interrupt bit.
-fn sample_one(name: &str, arm: Armed, width: u8, control: (u32, u64)) -> Program {
+/// One counter sampling under the Linux-shaped handler for [`SAMPLES`] NMIs.
+fn sample_one(name: &str, arm: Armed, width: u8) -> Program {
     let mut g = Guest::new(name);
-    g.on_nmi(move |g| linux::sampling_handler(g, &[arm], width, None));
-    g.wrmsr(IA32_PERF_GLOBAL_CTRL, 0);
-    g.wrmsr(arm.counter_msr(), arm.preload(width));
-    g.wrmsr(control.0, control.1);
-    linux::set_enabled_mask(&mut g, 1 << arm.idx);
-    g.wrmsr(IA32_PERF_GLOBAL_CTRL, 1 << arm.idx);
+    linux::start_sampling(&mut g, arm, width);
     g.user(|u| {
         u.wait_for_nmis(SAMPLES);
     });
     g.wrmsr(IA32_PERF_GLOBAL_CTRL, 0);
-    g.wrmsr(control.0, 0);
+    g.wrmsr(arm.sampling_control().0, 0);
     log_nmis(&mut g, &format!("{} NMIs", counter_name(arm.idx)));
     g.finish()
 }
-// ANCHOR_END: sample_one
 
 /// Sampling transcripts state what must hold of every NMI: how many arrive past the target
 /// depends on timing (one more may be on its way when the guest stops the counters).
@@ -671,30 +663,12 @@ fn values_of(log: &[Record], tag: &str) -> Vec<u64> {
 
 fn multiplexing(caps: &PmuCaps) -> Program {
     let mut g = Guest::new("multiplexing");
-    let counters = u32::from(caps.nr_gp);
     let rot = Rotation {
         events: linux::arch_event_selects(true),
         every: 4,
-        counters,
+        counters: u32::from(caps.nr_gp),
     };
-    let armed: Vec<Armed> = (0..counters)
-        .map(|idx| Armed {
-            idx,
-            period: SAMPLING_PERIOD * 5,
-        })
-        .collect();
-    let w = caps.gp_width;
-    let (armed_h, rot_h) = (armed.clone(), rot.clone());
-    g.on_nmi(move |g| linux::sampling_handler(g, &armed_h, w, Some(&rot_h)));
-    g.wrmsr(IA32_PERF_GLOBAL_CTRL, 0);
-    linux::install_rotation(&mut g, &rot);
-    for (c, arm) in armed.iter().enumerate() {
-        g.wrmsr(arm.counter_msr(), arm.preload(w));
-        g.wrmsr(IA32_PERFEVTSEL0 + c as u32, rot.events[c]);
-    }
-    let mask = (1u64 << counters) - 1;
-    linux::set_enabled_mask(&mut g, mask);
-    g.wrmsr(IA32_PERF_GLOBAL_CTRL, mask);
+    linux::start_multiplexing(&mut g, &rot, SAMPLING_PERIOD * 5, caps.gp_width);
     g.user(|u| {
         u.wait_for_nmis(SAMPLES * 2);
     });

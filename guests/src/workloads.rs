@@ -20,7 +20,7 @@
 //! workloads give each of `n` counters sampling at once a period of `n × period`, so NMIs
 //! arrive about once per `period` of guest time whatever `n` is.
 
-use iced_x86::code_asm::{qword_ptr, r12, rax, rbx};
+use iced_x86::code_asm::{qword_ptr, r12, rax};
 use vmm::caps::PmuCaps;
 use vmm::layout;
 use vmm::msr::{
@@ -29,7 +29,7 @@ use vmm::msr::{
 };
 
 use crate::linux::{self, evtsel, Armed, Rotation, EVTSEL_EN};
-use crate::runtime::LAT_CAPACITY;
+use crate::runtime;
 use crate::{Guest, Program};
 
 /// A loop counter for the exit workloads, clear of the PMI handler's variables (which use
@@ -38,8 +38,6 @@ const LOOP: u64 = layout::VARS + 0x800;
 
 /// `IA32_FIXED_CTR_CTRL` field for fixed counter 0 counting in both rings (OS | USR).
 const FIXED0_COUNT: u64 = 0x3;
-/// The same with PMI (bit 3) set.
-const FIXED0_SAMPLE: u64 = 0xB;
 
 /// One workload of the comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -190,22 +188,6 @@ impl WorkloadConfig {
     }
 }
 
-/// Appends `rax` to the latency area if there is room (the runtime's NMI epilogue does the
-/// same for NMIs). Clobbers rbx.
-fn store_sample(g: &mut Guest) {
-    let mut full = g.label();
-    g.asm(|a| {
-        a.mov(rbx, qword_ptr(layout::LAT))?;
-        a.cmp(rbx, LAT_CAPACITY as i32)?;
-        a.jae(full)
-    });
-    g.asm(|a| {
-        a.mov(qword_ptr(rbx * 8 + (layout::LAT + 8) as i32), rax)?;
-        a.inc(qword_ptr(layout::LAT))
-    });
-    g.place(&mut full);
-}
-
 /// `r12 = rdtsc`, the start of a measured exit.
 fn start_clock(g: &mut Guest) {
     g.rdtsc().asm(|a| a.mov(r12, rax));
@@ -214,7 +196,7 @@ fn start_clock(g: &mut Guest) {
 /// `rax = rdtsc - r12`, stored as a sample.
 fn stop_clock(g: &mut Guest) {
     g.rdtsc().asm(|a| a.sub(rax, r12));
-    store_sample(g);
+    g.asm(runtime::append_latency);
 }
 
 /// Emits `body` `count` times as a loop (the code stays small however many samples).
@@ -237,30 +219,13 @@ fn repeat(g: &mut Guest, count: u64, body: impl FnOnce(&mut Guest)) {
 
 fn gp_multiplex(cfg: &WorkloadConfig, caps: &PmuCaps) -> Program {
     let mut g = Guest::new(Workload::GpMultiplex.name());
-    let counters = cfg.gp_counters;
     let rot = Rotation {
         events: linux::arch_event_selects(true),
         every: cfg.rotate_every.max(1),
-        counters,
+        counters: cfg.gp_counters,
     };
-    let armed: Vec<Armed> = (0..counters)
-        .map(|idx| Armed {
-            idx,
-            period: cfg.period_per_counter(counters),
-        })
-        .collect();
-    let w = caps.gp_width;
-    let (armed_h, rot_h) = (armed.clone(), rot.clone());
-    g.on_nmi(move |g| linux::sampling_handler(g, &armed_h, w, Some(&rot_h)));
-    g.wrmsr(IA32_PERF_GLOBAL_CTRL, 0);
-    linux::install_rotation(&mut g, &rot);
-    for (c, arm) in armed.iter().enumerate() {
-        g.wrmsr(arm.counter_msr(), arm.preload(w));
-        g.wrmsr(IA32_PERFEVTSEL0 + c as u32, rot.events[c]);
-    }
-    let mask = (1u64 << counters) - 1;
-    linux::set_enabled_mask(&mut g, mask);
-    g.wrmsr(IA32_PERF_GLOBAL_CTRL, mask);
+    let period = cfg.period_per_counter(cfg.gp_counters);
+    linux::start_multiplexing(&mut g, &rot, period, caps.gp_width);
     let samples = cfg.samples;
     g.user(|u| {
         u.wait_for_nmis(samples);
@@ -269,7 +234,6 @@ fn gp_multiplex(cfg: &WorkloadConfig, caps: &PmuCaps) -> Program {
     g.finish()
 }
 
-/// One counter (`idx`: GP 0 or fixed 0) sampling with the Linux-shaped handler.
 fn sampling(w: Workload, cfg: &WorkloadConfig, caps: &PmuCaps, idx: u32) -> Program {
     let mut g = Guest::new(w.name());
     let arm = Armed {
@@ -281,16 +245,7 @@ fn sampling(w: Workload, cfg: &WorkloadConfig, caps: &PmuCaps, idx: u32) -> Prog
     } else {
         caps.gp_width
     };
-    g.on_nmi(move |g| linux::sampling_handler(g, &[arm], width, None));
-    g.wrmsr(IA32_PERF_GLOBAL_CTRL, 0);
-    g.wrmsr(arm.counter_msr(), arm.preload(width));
-    if idx >= FIXED_IDX_BASE {
-        g.wrmsr(IA32_FIXED_CTR_CTRL, FIXED0_SAMPLE);
-    } else {
-        g.wrmsr(IA32_PERFEVTSEL0, evtsel(0xC0, 0, true));
-    }
-    linux::set_enabled_mask(&mut g, 1 << idx);
-    g.wrmsr(IA32_PERF_GLOBAL_CTRL, 1 << idx);
+    linux::start_sampling(&mut g, arm, width);
     let samples = cfg.samples;
     g.user(|u| {
         u.wait_for_nmis(samples);
