@@ -87,6 +87,7 @@ impl Armed {
     }
 }
 
+// ANCHOR: start_sampling
 /// Starts one counter sampling as `perf record` would: installs the Linux-shaped handler,
 /// preloads the counter with `-period`, enables it with its interrupt bit and enables it,
 /// alone, in `GLOBAL_CTRL`. The caller waits for NMIs and stops the counters.
@@ -99,6 +100,7 @@ pub fn start_sampling(g: &mut Guest, arm: Armed, width: u8) {
     set_enabled_mask(g, 1 << arm.idx);
     g.wrmsr(IA32_PERF_GLOBAL_CTRL, 1 << arm.idx);
 }
+// ANCHOR_END: start_sampling
 
 /// Starts GP counters `0..rot.counters` sampling with `period` each while the handler
 /// rotates `rot.events` over them, as perf multiplexing does. The caller waits for NMIs and

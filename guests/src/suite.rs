@@ -619,6 +619,9 @@ fn sampling_fixed(caps: &PmuCaps) -> Program {
     sample_one("sampling_fixed", fixed, caps.fixed_width)
 }
 
+// ANCHOR_END: sampling
+
+// ANCHOR: sample_one
 /// One counter sampling under the Linux-shaped handler for [`SAMPLES`] NMIs.
 fn sample_one(name: &str, arm: Armed, width: u8) -> Program {
     let mut g = Guest::new(name);
@@ -631,6 +634,7 @@ fn sample_one(name: &str, arm: Armed, width: u8) -> Program {
     log_nmis(&mut g, &format!("{} NMIs", counter_name(arm.idx)));
     g.finish()
 }
+// ANCHOR_END: sample_one
 
 /// Sampling transcripts state what must hold of every NMI: how many arrive past the target
 /// depends on timing (one more may be on its way when the guest stops the counters).
