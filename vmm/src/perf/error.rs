@@ -29,7 +29,7 @@ pub enum PerfError {
     /// `ENOENT`/`EOPNOTSUPP`/`ENODEV` for a hardware or raw event.
     #[error(
         "{op}: no hardware PMU on this host ({}: hardware events are not supported, as in a \
-         VM without a virtual PMU); use the software backend (`vpmu --backend software` or \
+         VM without a virtual PMU); use the software backend (`--backend software` or \
          `auto`, which falls back to it; `BackendChoice::Software` or `Auto` in the API)",
         errno_name(*errno)
     )]
