@@ -305,31 +305,30 @@ pub fn tables(r: &Report) -> Vec<Table> {
                 "theirs (commit)",
             ],
         );
-        let m = |f: fn(&crate::cold::HostColdSample) -> u64| ns(c.host_median(f));
-        t.rows.push(vec![
-            "first create".into(),
-            format!("quiet {} ms", c.quiet_wait_ms),
-            "".into(),
-            "".into(),
-            m(|s| s.quiet_first_create_ns),
-            "".into(),
-        ]);
-        t.rows.push(vec![
-            "second create".into(),
-            "right after".into(),
-            "".into(),
-            "".into(),
-            m(|s| s.quiet_second_create_ns),
-            "".into(),
-        ]);
-        t.rows.push(vec![
-            "first create".into(),
-            "holder event open".into(),
-            "".into(),
-            "".into(),
-            m(|s| s.holder_create_ns),
-            "".into(),
-        ]);
+        let host_rows: [(&str, String, HostField); 3] = [
+            (
+                "first create",
+                format!("quiet {} ms", c.quiet_wait_ms),
+                |s| s.quiet_first_create_ns,
+            ),
+            ("second create", "right after".into(), |s| {
+                s.quiet_second_create_ns
+            }),
+            ("first create", "holder event open".into(), |s| {
+                s.holder_create_ns
+            }),
+        ];
+        for (what, condition, field) in host_rows {
+            let median = ns(c.host_median(field));
+            t.rows.push(vec![
+                what.into(),
+                condition,
+                "".into(),
+                "".into(),
+                median,
+                "".into(),
+            ]);
+        }
         for (cond, label, theirs) in [
             (
                 Condition::Quiet,
@@ -412,3 +411,6 @@ pub fn with_samples(r: &Report) -> impl Iterator<Item = &WorkloadResult> {
         .iter()
         .filter(|w| w.legacy.samples > 0 && w.reuse.samples > 0)
 }
+
+/// Which measurement of a host cold-start sample a table row shows.
+type HostField = fn(&crate::cold::HostColdSample) -> u64;

@@ -91,18 +91,26 @@ impl<T: Reprogram> IntelVpmu<T> {
     /// then seen by it (in `GLOBAL_STATUS`), and is not lost if the access releases the event.
     pub fn pick_up_overflows(&mut self) {
         let pmu = &mut self.pmu;
-        let overflowed: Vec<(u32, bool)> = pmu
+        // Runs on every exit: gather the marks into a bitmask of counter indices (every index
+        // is below 64) rather than a list, so that the hot path never allocates.
+        let overflowed = pmu
             .gp
             .iter()
             .chain(pmu.fixed.iter())
-            .filter_map(|pmc| {
-                let event = pmc.perf_event.as_ref()?;
-                pmu.perf
-                    .take_overflow(event)
-                    .then(|| (pmc.idx, event.attr().intr))
+            .filter(|pmc| {
+                pmc.perf_event
+                    .as_ref()
+                    .is_some_and(|event| pmu.perf.take_overflow(event))
             })
-            .collect();
-        for (idx, intr) in overflowed {
+            .fold(0u64, |mask, pmc| mask | 1 << pmc.idx);
+        let mut bits = overflowed;
+        while bits != 0 {
+            let idx = bits.trailing_zeros();
+            bits &= bits - 1;
+            let intr = pmu
+                .pmc(idx)
+                .and_then(|pmc| pmc.perf_event.as_ref())
+                .is_some_and(|event| event.attr().intr);
             kvm_perf_overflow(pmu, idx, intr);
         }
     }

@@ -311,30 +311,30 @@ impl HostPerf {
     /// Mirrors `perf_event_enable`; a failure is recorded, not returned, as the kernel's
     /// returns nothing.
     pub fn perf_event_enable(&mut self, event: &mut PerfEvent) {
-        let start = Instant::now();
-        let r = match &mut event.inner {
-            Inner::Real(c) => c.enable().map_err(|e| real::op_error(PerfOp::Enable, &e)),
-            Inner::Scripted(s) => {
-                s.set_enabled(true);
-                Ok(())
-            }
-        };
-        let _ = self.note(PerfOp::Enable, event.pmc_idx, start, r);
+        self.switch(event, true);
     }
 
     /// Stops counting; the count is kept.
     ///
     /// Mirrors `perf_event_disable`; a failure is recorded, not returned.
     pub fn perf_event_disable(&mut self, event: &mut PerfEvent) {
+        self.switch(event, false);
+    }
+
+    /// Enables (`on`) or disables the event and records the call as `Enable`/`Disable`.
+    fn switch(&mut self, event: &mut PerfEvent, on: bool) {
+        let op = if on { PerfOp::Enable } else { PerfOp::Disable };
         let start = Instant::now();
         let r = match &mut event.inner {
-            Inner::Real(c) => c.disable().map_err(|e| real::op_error(PerfOp::Disable, &e)),
+            Inner::Real(c) => {
+                if on { c.enable() } else { c.disable() }.map_err(|e| real::op_error(op, &e))
+            }
             Inner::Scripted(s) => {
-                s.set_enabled(false);
+                s.set_enabled(on);
                 Ok(())
             }
         };
-        let _ = self.note(PerfOp::Disable, event.pmc_idx, start, r);
+        let _ = self.note(op, event.pmc_idx, start, r);
     }
 
     /// Whether the event overflowed since the last call; takes the mark.
