@@ -259,7 +259,7 @@ impl VirtualPmu for OneEvent {
     fn service(&mut self) -> Service {
         let overflowed = self
             .event
-            .as_ref()
+            .as_mut()
             .is_some_and(|e| self.perf.take_overflow(e));
         if overflowed {
             // One PMI is all this test wants: stop the event so it cannot fire again.

@@ -185,8 +185,9 @@ pub fn kvm_pmu_handle_event<T: Reprogram>(pmu: &mut KvmPmu) {
 /// just armed a whole new period, and none of it can have passed yet (software periods are
 /// at least 10 µs; hardware events count only while the guest runs).
 fn drop_overflow_raised_while_pending(pmu: &mut KvmPmu, idx: u32) {
-    if let Some(event) = pmu.pmc(idx).and_then(|pmc| pmc.perf_event.as_ref()) {
-        pmu.perf.take_overflow(event);
+    let (pmc, perf) = pmu.pmc_and_perf(idx);
+    if let Some(event) = pmc.perf_event.as_mut() {
+        perf.take_overflow(event);
     }
 }
 // ANCHOR_END: drop_overflow_raised_while_pending

@@ -93,16 +93,16 @@ impl<T: Reprogram> IntelVpmu<T> {
         let pmu = &mut self.pmu;
         // Runs on every exit: gather the marks into a bitmask of counter indices (every index
         // is below 64) rather than a list, so that the hot path never allocates.
+        let perf = &pmu.perf;
         let overflowed = pmu
             .gp
-            .iter()
-            .chain(pmu.fixed.iter())
-            .filter(|pmc| {
-                pmc.perf_event
-                    .as_ref()
-                    .is_some_and(|event| pmu.perf.take_overflow(event))
+            .iter_mut()
+            .chain(pmu.fixed.iter_mut())
+            .filter_map(|pmc| {
+                let event = pmc.perf_event.as_mut()?;
+                perf.take_overflow(event).then_some(pmc.idx)
             })
-            .fold(0u64, |mask, pmc| mask | 1 << pmc.idx);
+            .fold(0u64, |mask, idx| mask | 1 << idx);
         let mut bits = overflowed;
         while bits != 0 {
             let idx = bits.trailing_zeros();

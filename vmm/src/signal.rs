@@ -11,11 +11,17 @@
 //!
 //! A one-shot POSIX timer sends [`kick_signal`] at a run's deadline the same way, which is
 //! how a guest that never exits is stopped.
+//!
+//! Real-time signals queue, and the queue is per user (`RLIMIT_SIGPENDING`). When the
+//! kernel cannot queue the overflow signal it sends plain `SIGIO` instead, whose default
+//! action would end the process. The handler takes `SIGIO` too: it names no descriptor, so
+//! it only counts a generation ([`lost_generation`]) that tells the perf layer to check
+//! every open event itself.
 
 use std::cell::Cell;
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Once;
 use std::time::Duration;
 
@@ -26,6 +32,12 @@ use kvm_bindings::kvm_run;
 const MAX_FDS: usize = 4096;
 
 static OVERFLOWED: [AtomicU64; MAX_FDS / 64] = [const { AtomicU64::new(0) }; MAX_FDS / 64];
+
+/// How many times `SIGIO` arrived: an overflow whose signal could not be queued.
+static LOST: AtomicU64 = AtomicU64::new(0);
+
+/// The overflow signal's number, read once at install so that the handler only compares.
+static OVERFLOW_SIGNAL: AtomicI32 = AtomicI32::new(0);
 
 thread_local! {
     // The vCPU's `kvm_run` while this thread owns a running machine; null otherwise.
@@ -53,7 +65,8 @@ pub fn install() -> io::Result<()> {
     static ONCE: Once = Once::new();
     static mut RESULT: i32 = 0;
     ONCE.call_once(|| {
-        for sig in [overflow_signal(), kick_signal()] {
+        OVERFLOW_SIGNAL.store(overflow_signal(), Ordering::Relaxed);
+        for sig in [overflow_signal(), kick_signal(), libc::SIGIO] {
             // SAFETY: a zeroed sigaction is valid; we fill in a handler that only touches
             // atomics and this thread's `kvm_run` (see `on_signal`).
             let rc = unsafe {
@@ -90,11 +103,13 @@ type SigAction = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_v
 
 // ANCHOR: on_signal
 extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
-    if sig == overflow_signal() && !info.is_null() {
+    if sig == OVERFLOW_SIGNAL.load(Ordering::Relaxed) && !info.is_null() {
         // SAFETY: the kernel passed a valid siginfo_t; for a signal set by F_SETSIG on a
         // perf event its union is the `_sigpoll` member, whose `si_fd` sits at this offset.
         let fd = unsafe { *((info as *const u8).add(SI_FD_OFFSET) as *const i32) };
         mark(fd);
+    } else if sig == libc::SIGIO {
+        LOST.fetch_add(1, Ordering::AcqRel);
     }
     let run = RUN.with(Cell::get);
     if !run.is_null() {
@@ -122,6 +137,13 @@ pub fn take_overflow(fd: RawFd) -> bool {
         }
         _ => false,
     }
+}
+
+/// How many overflow signals the kernel could not queue (each became a `SIGIO` that names no
+/// descriptor). When it has moved since an event last looked, that event may have
+/// overflowed without a mark.
+pub fn lost_generation() -> u64 {
+    LOST.load(Ordering::Acquire)
 }
 
 /// Forgets any overflow mark of `fd` (a new event may reuse a closed event's number).

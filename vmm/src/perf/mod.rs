@@ -50,6 +50,7 @@ pub use error::{errno_name, PerfError};
 pub use ledger::{counter_name, Ledger, LedgerEntry, PerfOp, DEFAULT_ENTRY_LIMIT};
 pub use scripted::ScriptedClock;
 
+use real::RealEvent;
 use scripted::ScriptedEvent;
 
 /// The host event behind one guest counter (the kernel's `struct perf_event *`).
@@ -66,7 +67,7 @@ pub struct PerfEvent {
 
 #[derive(Debug)]
 enum Inner {
-    Real(perf_event::Counter),
+    Real(real::RealEvent),
     Scripted(ScriptedEvent),
 }
 
@@ -85,7 +86,7 @@ impl PerfEvent {
     /// The perf file descriptor, for real backends.
     pub fn fd(&self) -> Option<RawFd> {
         match &self.inner {
-            Inner::Real(c) => Some(c.as_raw_fd()),
+            Inner::Real(c) => Some(c.counter.as_raw_fd()),
             Inner::Scripted(_) => None,
         }
     }
@@ -192,12 +193,11 @@ impl HostPerf {
                 .map_err(|errno| PerfError::classify(PerfOp::Create, true, errno, None)),
             backend => {
                 let flavour = backend.flavour().expect("a real backend");
-                real::open(flavour, &attr).and_then(|mut counter| {
-                    crate::signal::clear_overflow(counter.as_raw_fd());
-                    counter
-                        .enable()
+                real::open(flavour, &attr).and_then(|mut event| {
+                    event
+                        .arm()
                         .map_err(|e| real::op_error(PerfOp::Create, &e))?;
-                    Ok(Inner::Real(counter))
+                    Ok(Inner::Real(event))
                 })
             }
         };
@@ -229,7 +229,10 @@ impl HostPerf {
     pub fn perf_event_read_value(&mut self, event: &mut PerfEvent) -> u64 {
         let start = Instant::now();
         let r = match &mut event.inner {
-            Inner::Real(c) => c.read().map_err(|e| real::op_error(PerfOp::Read, &e)),
+            Inner::Real(c) => c
+                .counter
+                .read()
+                .map_err(|e| real::op_error(PerfOp::Read, &e)),
             Inner::Scripted(s) => Ok(s.read()),
         };
         self.note(PerfOp::Read, event.pmc_idx, start, r)
@@ -247,7 +250,7 @@ impl HostPerf {
     pub fn perf_event_pause(&mut self, event: &mut PerfEvent, reset: bool) -> u64 {
         let start = Instant::now();
         let r = match &mut event.inner {
-            Inner::Real(c) => (|| {
+            Inner::Real(RealEvent { counter: c, .. }) => (|| {
                 c.disable()?;
                 let count = c.read()?;
                 if reset {
@@ -294,7 +297,12 @@ impl HostPerf {
             })
         } else {
             match &mut event.inner {
-                Inner::Real(c) => real::set_period(c, period),
+                Inner::Real(c) => c.set_period(
+                    self.backend
+                        .flavour()
+                        .expect("a real event has a real backend"),
+                    period,
+                ),
                 Inner::Scripted(s) => s
                     .set_period(period)
                     .map_err(|errno| PerfError::classify(PerfOp::Period, false, errno, None)),
@@ -327,7 +335,7 @@ impl HostPerf {
         let start = Instant::now();
         let r = match &mut event.inner {
             Inner::Real(c) => {
-                if on { c.enable() } else { c.disable() }.map_err(|e| real::op_error(op, &e))
+                if on { c.arm() } else { c.counter.disable() }.map_err(|e| real::op_error(op, &e))
             }
             Inner::Scripted(s) => {
                 s.set_enabled(on);
@@ -342,9 +350,9 @@ impl HostPerf {
     /// No kernel counterpart: in the kernel the overflow calls KVM directly. Real events read
     /// the mark the signal handler left ([`crate::signal::take_overflow`]); scripted events
     /// their own flag. Not recorded in the ledger (it is not a perf call).
-    pub fn take_overflow(&self, event: &PerfEvent) -> bool {
-        match &event.inner {
-            Inner::Real(c) => crate::signal::take_overflow(c.as_raw_fd()),
+    pub fn take_overflow(&self, event: &mut PerfEvent) -> bool {
+        match &mut event.inner {
+            Inner::Real(c) => c.take_overflow(),
             Inner::Scripted(s) => s.take_overflow(),
         }
     }

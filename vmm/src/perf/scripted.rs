@@ -36,7 +36,7 @@ struct EventState {
 /// let mut event = perf.perf_event_create_kernel_counter(attr, 0).unwrap();
 /// clock.advance(150);
 /// assert_eq!(perf.perf_event_read_value(&mut event), 150);
-/// assert!(perf.take_overflow(&event)); // crossed its period of 100
+/// assert!(perf.take_overflow(&mut event)); // crossed its period of 100
 /// perf.perf_event_release_kernel(event);
 /// assert_eq!(clock.live_events(), 0);
 /// ```

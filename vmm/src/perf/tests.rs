@@ -79,10 +79,10 @@ fn software_overflow_arrives_as_a_signal_on_this_thread() {
         .unwrap();
     let mut seen = false;
     spin_until(Duration::from_millis(20), || {
-        seen |= perf.take_overflow(&ev);
+        seen |= perf.take_overflow(&mut ev);
         false
     });
-    let seen = seen || spin_until(Duration::from_secs(2), || perf.take_overflow(&ev));
+    let seen = seen || spin_until(Duration::from_secs(2), || perf.take_overflow(&mut ev));
     assert!(seen, "no overflow signal arrived while spinning");
     assert!(perf.perf_event_read_value(&mut ev) > 0);
     perf.perf_event_release_kernel(ev);
@@ -186,23 +186,23 @@ fn scripted_events_count_only_while_enabled_and_overflow_at_their_period() {
         .perf_event_create_kernel_counter(task_clock(100), 32)
         .unwrap();
     clock.advance(99);
-    assert!(!perf.take_overflow(&ev));
+    assert!(!perf.take_overflow(&mut ev));
     clock.advance(1);
-    assert!(perf.take_overflow(&ev));
-    assert!(!perf.take_overflow(&ev));
+    assert!(perf.take_overflow(&mut ev));
+    assert!(!perf.take_overflow(&mut ev));
     // Re-armed with the same period.
     clock.advance(100);
-    assert!(perf.take_overflow(&ev));
+    assert!(perf.take_overflow(&mut ev));
     assert_eq!(perf.perf_event_pause(&mut ev, false), 200);
     clock.advance(1000);
     assert_eq!(perf.perf_event_read_value(&mut ev), 200);
-    assert!(!perf.take_overflow(&ev));
+    assert!(!perf.take_overflow(&mut ev));
     perf.perf_event_period(&mut ev, 10).unwrap();
     perf.perf_event_enable(&mut ev);
     clock.advance(9);
-    assert!(!perf.take_overflow(&ev));
+    assert!(!perf.take_overflow(&mut ev));
     clock.advance(1);
-    assert!(perf.take_overflow(&ev));
+    assert!(perf.take_overflow(&mut ev));
     clock.set_refuse_period(true);
     assert!(perf.perf_event_period(&mut ev, 50).is_err());
     clock.set_refuse_create(Some(libc::ENOENT));
