@@ -414,3 +414,125 @@ pub fn with_samples(r: &Report) -> impl Iterator<Item = &WorkloadResult> {
 
 /// Which measurement of a host cold-start sample a table row shows.
 type HostField = fn(&crate::cold::HostColdSample) -> u64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cold::{ColdStart, GuestColdSample, HostColdSample};
+    use crate::compare::{ConfigRecord, RunRecord, TierResult, SCHEMA_VERSION};
+    use crate::host::HostInfo;
+    use guests::workloads::WorkloadConfig;
+
+    /// A run with made-up counts: `creations` creates, `nmis` NMIs, latencies `lat`.
+    fn run(creations: u64, nmis: u64, lat: &[f64]) -> (RunRecord, Vec<f64>) {
+        let host_ops = [
+            ("create", creations),
+            ("release", creations),
+            ("pause", 3 * nmis),
+        ]
+        .into_iter()
+        .map(|(op, n)| (op.to_string(), n))
+        .collect();
+        let host_ns = [("create", creations * 6_000), ("pause", nmis * 1_500)]
+            .into_iter()
+            .map(|(op, n)| (op.to_string(), n))
+            .collect();
+        let rec = RunRecord {
+            repetition: 0,
+            guest_nmis: nmis,
+            samples: lat.len() as u64,
+            creations,
+            create_entries: creations,
+            ledger_dropped: 0,
+            host_ops,
+            host_ns,
+            exits: vmm::ExitStats::default(),
+            wall_ms: 1.0,
+        };
+        (rec, lat.to_vec())
+    }
+
+    /// A report with fixed numbers, of the shape `run_compare` produces.
+    fn fixed_report() -> Report {
+        let mut workloads = Vec::new();
+        for (w, legacy, reuse) in [
+            (
+                Workload::GpMultiplex,
+                run(4_000, 1_000, &[180_000.0, 190_000.0, 200_500.0]),
+                run(500, 1_000, &[170_000.0, 175_500.0, 210_000.0]),
+            ),
+            (
+                Workload::GpSampling,
+                run(1_001, 1_000, &[100_000.0, 101_000.0]),
+                run(1, 1_000, &[90_000.0, 95_000.0]),
+            ),
+            (
+                Workload::FixedSampling,
+                run(1_001, 1_000, &[80_000.0]),
+                run(1, 1_000, &[79_000.0]),
+            ),
+            (Workload::CountingToggle, run(0, 0, &[]), run(0, 0, &[])),
+        ] {
+            workloads.push(WorkloadResult::new(
+                w,
+                TierResult::pool(Tier::Legacy, w, vec![legacy]),
+                TierResult::pool(Tier::Reuse, w, vec![reuse]),
+            ));
+        }
+        let guest = |tier, condition, first: f64| GuestColdSample {
+            tier,
+            condition,
+            repetition: 0,
+            first_enable_ns: first,
+            warm_toggle_min_ns: first / 100.0,
+            creations: 5,
+            other_perf_fds: 0,
+        };
+        Report {
+            schema_version: SCHEMA_VERSION,
+            host: HostInfo {
+                kernel: "Linux 6.18.0 x86_64".into(),
+                cpu: "Test CPU".into(),
+                cpus: 2,
+                kvm_module: "kvm_pvm".into(),
+                nmi_watchdog: "0".into(),
+                backend: "software".into(),
+                backend_reason: "no hardware PMU".into(),
+            },
+            tsc_khz: 2_000_000,
+            config: ConfigRecord {
+                workloads: vec!["gp-multiplex".into()],
+                workload: WorkloadConfig::default(),
+                repetitions: 1,
+                backend_choice: "auto".into(),
+            },
+            workloads,
+            cold_start: Some(ColdStart {
+                tsc_khz: 2_000_000,
+                quiet_wait_ms: 1_200,
+                host: vec![HostColdSample {
+                    quiet_first_create_ns: 3_000_000,
+                    quiet_second_create_ns: 9_000,
+                    holder_create_ns: 8_000,
+                    other_perf_fds: 2,
+                }],
+                guest: vec![
+                    guest(Tier::Legacy, Condition::Quiet, 3_100_000.0),
+                    guest(Tier::Legacy, Condition::Holder, 60_000.0),
+                    guest(Tier::Reuse, Condition::Quiet, 3_050_000.0),
+                    guest(Tier::Reuse, Condition::Holder, 58_000.0),
+                ],
+            }),
+            wall_seconds: 12.5,
+        }
+    }
+
+    #[test]
+    fn the_rendering_of_a_fixed_report_is_stable() {
+        // The text and markdown the book's `compare.md` is made of, from fixed numbers: a
+        // refactoring of the report must leave these bytes alone.
+        let r = fixed_report();
+        insta::assert_snapshot!("fixed_report_text", text(&r));
+        insta::assert_snapshot!("fixed_report_markdown", markdown(&r));
+    }
+}
