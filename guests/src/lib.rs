@@ -6,9 +6,6 @@
 //! handlers, a ring-3 gate, a log). [`Program::run`] boots it on a [`vmm::Machine`] with any
 //! [`vmm::VirtualPmu`] and returns the guest's log and NMI latencies.
 
-#![warn(missing_docs)]
-#![warn(clippy::undocumented_unsafe_blocks)]
-
 pub mod guest;
 pub mod program;
 pub mod runtime;

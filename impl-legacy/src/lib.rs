@@ -22,8 +22,6 @@
 //! assert_eq!(vpmu.ledger().count(PerfOp::Create), 2);
 //! ```
 
-#![warn(missing_docs)]
-
 mod pmu;
 
 pub use kvm_pmu::{IntelVpmu, KvmPmc, KvmPmu, Reprogram};

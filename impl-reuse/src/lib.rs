@@ -26,8 +26,6 @@
 //! assert_eq!(vpmu.ledger().count(PerfOp::Pause), 2);
 //! ```
 
-#![warn(missing_docs)]
-
 mod pmu;
 
 pub use kvm_pmu::{IntelVpmu, KvmPmc, KvmPmu, Reprogram};

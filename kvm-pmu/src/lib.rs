@@ -43,9 +43,6 @@
 //! - [`intel`]: the MSRs and events of Intel's PMU, after `arch/x86/kvm/vmx/pmu_intel.c`;
 //! - [`vpmu`]: [`IntelVpmu`], which puts it together as a [`vmm::VirtualPmu`].
 
-#![warn(missing_docs)]
-#![warn(clippy::undocumented_unsafe_blocks)]
-
 pub mod intel;
 pub mod pmc;
 pub mod pmu;

@@ -11,9 +11,6 @@
 //! - [`signal`]: how a perf overflow or a deadline reaches the vCPU thread;
 //! - [`machine`]: the KVM machine and its run loop.
 
-#![warn(missing_docs)]
-#![warn(clippy::undocumented_unsafe_blocks)]
-
 pub mod caps;
 pub mod msr;
 pub mod perf;
