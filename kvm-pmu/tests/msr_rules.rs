@@ -1,9 +1,9 @@
 //! The guest-visible rules of the Intel PMU (SDM vol. 3B, perfmon version 2), checked through
-//! both tiers with the scripted backend: the commit must not change any of them.
+//! every tier of the tier table with the scripted backend: the commit must not change any of
+//! them.
 
-use impl_legacy::Legacy;
-use impl_reuse::Reuse;
-use kvm_pmu::{IntelVpmu, Reprogram};
+use kvm_pmu::KvmPmu;
+use tiers::{Tier, TierPmu, TIERS};
 use vmm::msr::*;
 use vmm::perf::{
     EventKind, HostPerf, ScriptedClock, PERF_COUNT_HW_BUS_CYCLES, PERF_COUNT_HW_INSTRUCTIONS,
@@ -18,13 +18,31 @@ const INT: u64 = 1 << 20;
 const INSTRUCTIONS: u64 = 0xC0;
 const MASK48: u64 = (1 << 48) - 1;
 
-fn vpmu<T: Reprogram>(caps: PmuCaps) -> (IntelVpmu<T>, ScriptedClock) {
+type Vpmu = Box<dyn TierPmu>;
+
+fn vpmu(tier: &Tier, caps: PmuCaps) -> (Vpmu, ScriptedClock) {
     let (perf, clock) = HostPerf::scripted();
-    (IntelVpmu::new(caps, perf), clock)
+    ((tier.vpmu)(caps, perf), clock)
+}
+
+/// KVM's PMU state, which these rules also check: every tier keeps one.
+trait State {
+    fn pmu(&self) -> &KvmPmu;
+    fn pmu_mut(&mut self) -> &mut KvmPmu;
+}
+
+impl State for Vpmu {
+    fn pmu(&self) -> &KvmPmu {
+        self.kvm_pmu().expect("the tier keeps KVM's PMU state")
+    }
+
+    fn pmu_mut(&mut self) -> &mut KvmPmu {
+        self.kvm_pmu_mut().expect("the tier keeps KVM's PMU state")
+    }
 }
 
 /// Everything a faulting write must leave alone.
-fn snapshot<T: Reprogram>(v: &mut IntelVpmu<T>) -> Vec<u64> {
+fn snapshot(v: &mut Vpmu) -> Vec<u64> {
     let caps = v.caps();
     let mut msrs = vec![
         IA32_FIXED_CTR_CTRL,
@@ -41,23 +59,24 @@ fn snapshot<T: Reprogram>(v: &mut IntelVpmu<T>) -> Vec<u64> {
     values
 }
 
-/// Runs `$body` as a generic function over the tier, once per tier.
-macro_rules! both_tiers {
-    ($(fn $name:ident<$t:ident>() $body:block)*) => {$(
-        mod $name {
-            use super::*;
-            fn check<$t: Reprogram>() $body
-            #[test]
-            fn legacy() { check::<Legacy>() }
-            #[test]
-            fn reuse() { check::<Reuse>() }
+/// One `#[test]` per check, running `$body` once per row of the tier table, with `$tier` the
+/// row.
+macro_rules! on_every_tier {
+    ($(fn $name:ident($tier:ident) $body:block)*) => {$(
+        #[test]
+        fn $name() {
+            fn check($tier: &'static Tier) $body
+            for tier in TIERS {
+                let _tier = tier.checking();
+                check(tier);
+            }
         }
     )*};
 }
 
-both_tiers! {
-    fn eventsel_reserved_bits_fault_and_change_nothing<T>() {
-        let (mut v, _clock) = vpmu::<T>(PmuCaps::default());
+on_every_tier! {
+    fn eventsel_reserved_bits_fault_and_change_nothing(tier) {
+        let (mut v, _clock) = vpmu(tier, PmuCaps::default());
         v.set_msr(IA32_PERFEVTSEL0, EN | USR | OS | INSTRUCTIONS).unwrap();
         let before = snapshot(&mut v);
         let ledger_before = v.ledger().trace();
@@ -70,8 +89,8 @@ both_tiers! {
         assert!(v.ledger().trace()[ledger_before.len()..].iter().all(|l| l.starts_with("read")));
     }
 
-    fn eventsel_same_value_does_nothing<T>() {
-        let (mut v, _clock) = vpmu::<T>(PmuCaps::default());
+    fn eventsel_same_value_does_nothing(tier) {
+        let (mut v, _clock) = vpmu(tier, PmuCaps::default());
         v.set_msr(IA32_PERFEVTSEL0, EN | USR | INSTRUCTIONS).unwrap();
         let n = v.ledger().entries().len();
         v.set_msr(IA32_PERFEVTSEL0, EN | USR | INSTRUCTIONS).unwrap();
@@ -79,8 +98,8 @@ both_tiers! {
         assert_eq!(v.get_msr(IA32_PERFEVTSEL0), Ok(EN | USR | INSTRUCTIONS));
     }
 
-    fn pmc_writes_take_bits_31_0_sign_extended<T>() {
-        let (mut v, _clock) = vpmu::<T>(PmuCaps::default());
+    fn pmc_writes_take_bits_31_0_sign_extended(tier) {
+        let (mut v, _clock) = vpmu(tier, PmuCaps::default());
         for (data, seen) in [
             (0xFFFF_FFF0, 0xFFFF_FFFF_FFF0),
             (0x7FFF_FFFF, 0x7FFF_FFFF),
@@ -92,13 +111,13 @@ both_tiers! {
             assert_eq!(v.get_msr(IA32_A_PMC0 + 1), Ok(seen), "{data:#x}");
         }
         // A narrower counter sign-extends to its own width.
-        let (mut v, _clock) = vpmu::<T>(PmuCaps { gp_width: 40, ..PmuCaps::default() });
+        let (mut v, _clock) = vpmu(tier, PmuCaps { gp_width: 40, ..PmuCaps::default() });
         v.set_msr(IA32_PMC0, 0x8000_0000).unwrap();
         assert_eq!(v.get_msr(IA32_PMC0), Ok(0xFF_8000_0000));
     }
 
-    fn full_width_writes_only_when_advertised<T>() {
-        let (mut v, _clock) = vpmu::<T>(PmuCaps::default());
+    fn full_width_writes_only_when_advertised(tier) {
+        let (mut v, _clock) = vpmu(tier, PmuCaps::default());
         assert_eq!(v.get_msr(IA32_PERF_CAPABILITIES), Ok(vmm::caps::PERF_CAP_FW_WRITE));
         v.set_msr(IA32_A_PMC0 + 2, 0x1234_5678_9ABC).unwrap();
         assert_eq!(v.get_msr(IA32_PMC0 + 2), Ok(0x1234_5678_9ABC));
@@ -108,23 +127,23 @@ both_tiers! {
         assert_eq!(snapshot(&mut v), before);
 
         let caps = PmuCaps { full_width_writes: false, ..PmuCaps::default() };
-        let (mut v, _clock) = vpmu::<T>(caps);
+        let (mut v, _clock) = vpmu(tier, caps);
         assert_eq!(v.get_msr(IA32_PERF_CAPABILITIES), Ok(0));
         assert_eq!(v.get_msr(IA32_A_PMC0), Err(Fault));
         assert_eq!(v.set_msr(IA32_A_PMC0, 1), Err(Fault));
         assert_eq!(v.get_msr(IA32_PMC0), Ok(0));
     }
 
-    fn fixed_counter_writes_are_full_width_masked<T>() {
-        let (mut v, _clock) = vpmu::<T>(PmuCaps::default());
+    fn fixed_counter_writes_are_full_width_masked(tier) {
+        let (mut v, _clock) = vpmu(tier, PmuCaps::default());
         v.set_msr(IA32_FIXED_CTR0 + 2, u64::MAX).unwrap();
         assert_eq!(v.get_msr(IA32_FIXED_CTR0 + 2), Ok(MASK48));
         v.set_msr(IA32_FIXED_CTR0, 0x1234_5678_9ABC).unwrap();
         assert_eq!(v.get_msr(IA32_FIXED_CTR0), Ok(0x1234_5678_9ABC));
     }
 
-    fn fixed_ctr_ctrl_reserved_bits_fault<T>() {
-        let (mut v, _clock) = vpmu::<T>(PmuCaps::default());
+    fn fixed_ctr_ctrl_reserved_bits_fault(tier) {
+        let (mut v, _clock) = vpmu(tier, PmuCaps::default());
         let before = snapshot(&mut v);
         for bad in [0x4, 0x40, 0x400, 1 << 12, 1 << 63] {
             assert_eq!(v.set_msr(IA32_FIXED_CTR_CTRL, 0x3 | bad), Err(Fault), "{bad:#x}");
@@ -133,13 +152,13 @@ both_tiers! {
         v.set_msr(IA32_FIXED_CTR_CTRL, 0xBBB).unwrap();
         assert_eq!(v.get_msr(IA32_FIXED_CTR_CTRL), Ok(0xBBB));
         // With two fixed counters, the third field is reserved.
-        let (mut v, _clock) = vpmu::<T>(PmuCaps { nr_fixed: 2, ..PmuCaps::default() });
+        let (mut v, _clock) = vpmu(tier, PmuCaps { nr_fixed: 2, ..PmuCaps::default() });
         assert_eq!(v.set_msr(IA32_FIXED_CTR_CTRL, 0x100), Err(Fault));
         assert_eq!(v.set_msr(IA32_FIXED_CTR_CTRL, 0xBB), Ok(()));
     }
 
-    fn global_ctrl_resets_to_gp_bits_and_faults_beyond_the_counters<T>() {
-        let (mut v, _clock) = vpmu::<T>(PmuCaps::default());
+    fn global_ctrl_resets_to_gp_bits_and_faults_beyond_the_counters(tier) {
+        let (mut v, _clock) = vpmu(tier, PmuCaps::default());
         assert_eq!(v.get_msr(IA32_PERF_GLOBAL_CTRL), Ok(0xF));
         let before = snapshot(&mut v);
         for bad in [1 << 4, 1 << 8, 1 << 31, 1 << 35, 1 << 63] {
@@ -148,12 +167,12 @@ both_tiers! {
         assert_eq!(snapshot(&mut v), before);
         v.set_msr(IA32_PERF_GLOBAL_CTRL, 0x7_0000_000F).unwrap();
         assert_eq!(v.get_msr(IA32_PERF_GLOBAL_CTRL), Ok(0x7_0000_000F));
-        let (v, _clock) = vpmu::<T>(PmuCaps::with_gp(2));
+        let (v, _clock) = vpmu(tier, PmuCaps::with_gp(2));
         assert_eq!(v.pmu().global_ctrl, 0x3);
     }
 
-    fn read_only_msrs_fault_on_write<T>() {
-        let (mut v, _clock) = vpmu::<T>(PmuCaps::default());
+    fn read_only_msrs_fault_on_write(tier) {
+        let (mut v, _clock) = vpmu(tier, PmuCaps::default());
         v.pmu_mut().global_status = 0b101;
         let before = snapshot(&mut v);
         assert_eq!(v.set_msr(IA32_PERF_GLOBAL_STATUS, 0), Err(Fault));
@@ -161,8 +180,8 @@ both_tiers! {
         assert_eq!(snapshot(&mut v), before);
     }
 
-    fn ovf_ctrl_clears_exactly_the_bits_written<T>() {
-        let (mut v, _clock) = vpmu::<T>(PmuCaps::default());
+    fn ovf_ctrl_clears_exactly_the_bits_written(tier) {
+        let (mut v, _clock) = vpmu(tier, PmuCaps::default());
         let status = 0b1011 | 1 << 33 | 1 << 34;
         v.pmu_mut().global_status = status;
         v.set_msr(IA32_PERF_GLOBAL_OVF_CTRL, 0b0010 | 1 << 34).unwrap();
@@ -179,8 +198,8 @@ both_tiers! {
         assert_eq!(v.get_msr(IA32_PERF_GLOBAL_STATUS), Ok(0b1000 | 1 << 33));
     }
 
-    fn msrs_the_guest_does_not_have_fault<T>() {
-        let (mut v, _clock) = vpmu::<T>(PmuCaps { nr_gp: 2, nr_fixed: 2, ..PmuCaps::default() });
+    fn msrs_the_guest_does_not_have_fault(tier) {
+        let (mut v, _clock) = vpmu(tier, PmuCaps { nr_gp: 2, nr_fixed: 2, ..PmuCaps::default() });
         let before = snapshot(&mut v);
         let absent = [
             IA32_PMC0 + 2,
@@ -203,8 +222,8 @@ both_tiers! {
         assert_eq!(snapshot(&mut v), before);
     }
 
-    fn reads_advance_only_while_enabled<T>() {
-        let (mut v, clock) = vpmu::<T>(PmuCaps::default());
+    fn reads_advance_only_while_enabled(tier) {
+        let (mut v, clock) = vpmu(tier, PmuCaps::default());
         clock.advance(1000); // nothing counts yet
         assert_eq!(v.get_msr(IA32_PMC0), Ok(0));
         v.set_msr(IA32_PERFEVTSEL0, EN | USR | OS | INSTRUCTIONS).unwrap();
@@ -238,8 +257,8 @@ both_tiers! {
         assert_eq!(v.get_msr(IA32_PMC0), Ok(1003));
     }
 
-    fn overflow_sets_status_and_asks_for_a_pmi_only_with_int<T>() {
-        let (mut v, clock) = vpmu::<T>(PmuCaps::default());
+    fn overflow_sets_status_and_asks_for_a_pmi_only_with_int(tier) {
+        let (mut v, clock) = vpmu(tier, PmuCaps::default());
         v.set_msr(IA32_PMC0, (-10i64) as u64).unwrap();
         v.set_msr(IA32_PMC0 + 1, (-10i64) as u64).unwrap();
         v.set_msr(IA32_FIXED_CTR0, MASK48 - 9).unwrap();
@@ -279,8 +298,8 @@ both_tiers! {
         assert_eq!(v.pmu().reprogram_pmi, 0);
     }
 
-    fn writing_a_running_counter_moves_its_overflow<T>() {
-        let (mut v, clock) = vpmu::<T>(PmuCaps::default());
+    fn writing_a_running_counter_moves_its_overflow(tier) {
+        let (mut v, clock) = vpmu(tier, PmuCaps::default());
         v.set_msr(IA32_PERFEVTSEL0, EN | OS | INT | INSTRUCTIONS).unwrap();
         clock.advance(100);
         v.set_msr(IA32_PMC0, (-5i64) as u64).unwrap();
@@ -292,8 +311,8 @@ both_tiers! {
         assert_eq!(v.get_msr(IA32_PERF_GLOBAL_STATUS), Ok(1));
     }
 
-    fn host_events_follow_the_guest_programming<T>() {
-        let (mut v, _clock) = vpmu::<T>(PmuCaps { unavailable_events: 1 << 5, ..PmuCaps::default() });
+    fn host_events_follow_the_guest_programming(tier) {
+        let (mut v, _clock) = vpmu(tier, PmuCaps { unavailable_events: 1 << 5, ..PmuCaps::default() });
         v.set_msr(IA32_PERF_GLOBAL_CTRL, 0x7_0000_000F).unwrap();
         v.set_msr(IA32_PMC0 + 1, 0xFFFF_FF00).unwrap();
         v.set_msr(IA32_PERFEVTSEL0, EN | USR | INSTRUCTIONS).unwrap();
@@ -321,8 +340,8 @@ both_tiers! {
         assert_eq!((a.exclude_user, a.exclude_kernel, a.intr), (true, false, false));
     }
 
-    fn a_refused_create_leaves_the_counter_without_an_event<T>() {
-        let (mut v, clock) = vpmu::<T>(PmuCaps::default());
+    fn a_refused_create_leaves_the_counter_without_an_event(tier) {
+        let (mut v, clock) = vpmu(tier, PmuCaps::default());
         clock.set_refuse_create(Some(libc::ENOENT));
         v.set_msr(IA32_PMC0, 42).unwrap();
         v.set_msr(IA32_PERFEVTSEL0, EN | OS | INSTRUCTIONS).unwrap();
@@ -335,8 +354,8 @@ both_tiers! {
         assert_eq!(v.ledger().trace(), ["create gp0 refused"]);
     }
 
-    fn dropping_the_vpmu_releases_every_event<T>() {
-        let (mut v, clock) = vpmu::<T>(PmuCaps::default());
+    fn dropping_the_vpmu_releases_every_event(tier) {
+        let (mut v, clock) = vpmu(tier, PmuCaps::default());
         v.set_msr(IA32_PERF_GLOBAL_CTRL, 0x7_0000_000F).unwrap();
         for x in 0..4 {
             v.set_msr(IA32_PERFEVTSEL0 + x, EN | OS | INSTRUCTIONS).unwrap();
