@@ -1,5 +1,6 @@
 //! Guest-measured costs per tier, side by side in criterion's report: each group is one
-//! workload, with a `legacy` and a `reuse` function.
+//! measurement, with one function per tier of the tier table (`legacy`, `reuse`, ...) and
+//! workload.
 //!
 //! - `nmi_round_trip/<workload>`: the guest NMI handler, entry to `iretq`;
 //! - `evtsel_reprogram_exit`: one `WRMSR` to `IA32_PERFEVTSEL0` that re-enables the counter
@@ -15,12 +16,13 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode};
 use guests::workloads::{Workload, WorkloadConfig};
 use vmm::perf::{select, BackendChoice};
-use vpmu_workbook::compare::{caps, run_tier, Tier};
+use vpmu_workbook::run::{caps, run_tier};
+use vpmu_workbook::{Tier, TIERS};
 
 /// Samples one guest run stores at most (the latency area holds 32767).
 const CHUNK: u64 = 20_000;
 
-fn guest_total(w: Workload, tier: Tier, iters: u64) -> Duration {
+fn guest_total(w: Workload, tier: &Tier, iters: u64) -> Duration {
     let backend = select(BackendChoice::Auto)
         .unwrap_or_else(|e| panic!("{e}"))
         .backend;
@@ -51,8 +53,8 @@ fn bench(c: &mut Criterion, group: &str, workloads: &[Workload]) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
     for &w in workloads {
-        for tier in Tier::BOTH {
-            g.bench_with_input(BenchmarkId::new(tier.name(), w.name()), &w, |b, &w| {
+        for tier in TIERS {
+            g.bench_with_input(BenchmarkId::new(tier.name, w.name()), &w, |b, &w| {
                 b.iter_custom(|iters| guest_total(w, tier, iters))
             });
         }

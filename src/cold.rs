@@ -20,16 +20,17 @@
 //! [`measure`] checks this on the host perf layer (first create after a quiet second,
 //! the create right after it, and a create while a holder event is open) and on guests (the
 //! first `GLOBAL_CTRL` enable of the `cold-start` workload, which creates the vPMU's first
-//! events, under the same two conditions, on both tiers). The quiet condition can only be
+//! events, under the same two conditions, on every tier). The quiet condition can only be
 //! had if no other process on the host opens per-task events meanwhile; the number of perf
 //! descriptors other processes hold is recorded with each sample.
 
 use std::time::{Duration, Instant};
 
 use guests::Program;
+use tiers::{Tier, TIERS};
 use vmm::perf::{Backend, EventAttr, EventKind, HostPerf, PERF_COUNT_HW_CPU_CYCLES};
 
-use crate::compare::{run_tier, Tier};
+use crate::run::run_tier;
 use crate::stats::percentile_sorted;
 use crate::Error;
 
@@ -65,7 +66,7 @@ pub struct HostColdSample {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct GuestColdSample {
     /// The tier.
-    pub tier: Tier,
+    pub tier: &'static Tier,
     /// Quiet or holder.
     pub condition: Condition,
     /// 0-based repetition.
@@ -100,7 +101,7 @@ impl ColdStart {
     }
 
     /// Median first-enable latency of `tier` under `condition`, ns.
-    pub fn guest_median(&self, tier: Tier, condition: Condition) -> f64 {
+    pub fn guest_median(&self, tier: &Tier, condition: Condition) -> f64 {
         median(
             self.guest
                 .iter()
@@ -111,7 +112,7 @@ impl ColdStart {
     }
 
     /// Median of the warm toggles' minimum of `tier`, ns.
-    pub fn guest_warm_median(&self, tier: Tier) -> f64 {
+    pub fn guest_warm_median(&self, tier: &Tier) -> f64 {
         median(
             self.guest
                 .iter()
@@ -205,7 +206,7 @@ pub fn measure(
             holder_create_ns: with_holder,
             other_perf_fds: other,
         });
-        for tier in Tier::BOTH {
+        for tier in TIERS {
             for condition in [Condition::Quiet, Condition::Holder] {
                 let mut hperf = HostPerf::new(backend.clone())?;
                 let hold = match condition {

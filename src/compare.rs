@@ -1,52 +1,32 @@
-//! The side-by-side run: every workload on both tiers, interleaved, in one process.
+//! The side-by-side run: every workload on every tier, interleaved, in one process.
 //!
-//! Runs alternate legacy, reuse, legacy, reuse, ... (per workload and repetition), so that a
-//! drift of the host (another tenant, frequency, cache state) hits both tiers alike. Each run
-//! boots a fresh machine and vPMU with a fresh host perf layer, so its ledger holds exactly
-//! that run's host perf calls (read before the vPMU is dropped: the releases at tear-down are
-//! not in it, the creations at set-up are).
+//! Runs go through the tiers in table order ([`TIERS`]: legacy, reuse, legacy, reuse, ...),
+//! per workload and repetition, so that a drift of the host (another tenant, frequency,
+//! cache state) hits every tier alike. Each run is one [`run_tier`]. The results are one
+//! [`TierResult`] per tier, in table order, and each tier's reduction and speedups are
+//! measured against the [`baseline`] row.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use guests::workloads::{Workload, WorkloadConfig};
-use guests::{Program, Run};
-use impl_legacy::LegacyPmu;
-use impl_reuse::ReusePmu;
-use vmm::perf::{select, Backend, BackendChoice, HostPerf, Ledger, PerfOp};
-use vmm::{ExitStats, PmuCaps, VirtualPmu};
+use tiers::{baseline, Tier, TIERS};
+use vmm::perf::{select, BackendChoice};
 
 use crate::cold::{self, ColdStart};
 use crate::host::HostInfo;
+use crate::run::{caps, run_tier, RunRecord};
 use crate::stats::LatencyStats;
 use crate::Error;
 
 /// Version of the JSON schema [`Report`] serialises to; bumped on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 1;
-
-/// The two tiers of the commit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Tier {
-    /// `impl-legacy`: release and create on every reprogram (Linux 5.4).
-    Legacy,
-    /// `impl-reuse`: pause and resume when the config is unchanged (Linux 5.5).
-    Reuse,
-}
-
-impl Tier {
-    /// Both, in run order.
-    pub const BOTH: [Tier; 2] = [Tier::Legacy, Tier::Reuse];
-
-    /// `legacy` or `reuse`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Tier::Legacy => "legacy",
-            Tier::Reuse => "reuse",
-        }
-    }
-}
+///
+/// Version 2: a workload's tiers are a list (`tiers`, in table order, each with its `tier`
+/// name) instead of the fields `legacy` and `reuse`; the workload names its `baseline`, and
+/// `creation_reduction_pct`, `speedup_avg` and `speedup_p50` moved into each tier's result,
+/// measured against the baseline (null on the baseline itself).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// What to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +69,7 @@ pub struct Report {
     pub tsc_khz: u32,
     /// The options, as run.
     pub config: ConfigRecord,
-    /// One entry per guest workload run on both tiers (not `cold-start`).
+    /// One entry per guest workload run on every tier (not `cold-start`).
     pub workloads: Vec<WorkloadResult>,
     /// The cold-start measurements, if `cold-start` was selected.
     pub cold_start: Option<ColdStart>,
@@ -110,32 +90,34 @@ pub struct ConfigRecord {
     pub backend_choice: String,
 }
 
-/// One workload on both tiers.
+/// One workload on every tier.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct WorkloadResult {
     /// The workload.
     pub workload: Workload,
     /// What one sample is (`NMI`, `toggle`, `exit`).
     pub unit: String,
-    /// The legacy tier.
-    pub legacy: TierResult,
-    /// The reuse tier.
-    pub reuse: TierResult,
-    /// `100 × (1 − reuse creations / legacy creations)`; null if legacy created none.
-    pub creation_reduction_pct: Option<f64>,
-    /// Legacy average latency over reuse average latency; null without samples.
-    pub speedup_avg: Option<f64>,
-    /// Legacy median over reuse median; null without samples.
-    pub speedup_p50: Option<f64>,
+    /// The tier the others are measured against.
+    pub baseline: &'static Tier,
+    /// One result per tier, in table order.
+    pub tiers: Vec<TierResult>,
 }
 
 /// One tier's results on one workload, pooled over the repetitions.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TierResult {
     /// The tier.
-    pub tier: Tier,
+    pub tier: &'static Tier,
     /// Host perf event creations (KVM's `pmc_reprogram_counter` calls), from the ledgers.
     pub creations: u64,
+    /// `100 × (1 − creations / the baseline's creations)`; null on the baseline, and if the
+    /// baseline created none.
+    pub creation_reduction_pct: Option<f64>,
+    /// The baseline's average latency over this tier's; null on the baseline, and without
+    /// samples.
+    pub speedup_avg: Option<f64>,
+    /// The baseline's median over this tier's; null on the baseline, and without samples.
+    pub speedup_p50: Option<f64>,
     /// NMIs the guests took (their own count), over all repetitions.
     pub guest_nmis: u64,
     /// Latency samples the guests stored, over all repetitions.
@@ -158,99 +140,14 @@ pub struct TierResult {
     pub runs: Vec<RunRecord>,
 }
 
-/// One guest run.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RunRecord {
-    /// 0-based repetition.
-    pub repetition: u32,
-    /// NMIs the guest counted.
-    pub guest_nmis: u64,
-    /// Latency samples the guest stored.
-    pub samples: u64,
-    /// `ledger.count(Create)`.
-    pub creations: u64,
-    /// Create entries found in the ledger's kept entries (equal to `creations` unless
-    /// the ledger hit its entry limit, see `ledger_dropped`).
-    pub create_entries: u64,
-    /// Entries the ledger counted but did not keep.
-    pub ledger_dropped: u64,
-    /// Host perf calls by op name.
-    pub host_ops: BTreeMap<String, u64>,
-    /// Time in host perf calls by op name, ns.
-    pub host_ns: BTreeMap<String, u64>,
-    /// What the machine's run loop counted.
-    pub exits: ExitStats,
-    /// Wall-clock milliseconds of the run (machine set-up included).
-    pub wall_ms: f64,
-}
-
-/// The caps every workload runs with: the default Intel PMU (4 GP, 3 fixed, 48 bits).
-pub fn caps() -> PmuCaps {
-    PmuCaps::default()
-}
-
-/// A fresh host perf layer on `backend` (a scripted backend gets its own clone).
-pub fn host_perf(backend: &Backend) -> Result<HostPerf, Error> {
-    Ok(HostPerf::new(backend.clone())?)
-}
-
-/// Runs `program` on `tier` and returns the run's record and latencies.
-pub fn run_tier(
-    tier: Tier,
-    program: &Program,
-    backend: &Backend,
-    limit: Duration,
-    repetition: u32,
-) -> Result<(RunRecord, Vec<f64>, u32), Error> {
-    let perf = host_perf(backend)?;
-    let start = Instant::now();
-    match tier {
-        Tier::Legacy => {
-            let run = program.run_for(LegacyPmu::new(caps(), perf), limit)?;
-            Ok(record(&run, run.machine.pmu().ledger(), start, repetition))
-        }
-        Tier::Reuse => {
-            let run = program.run_for(ReusePmu::new(caps(), perf), limit)?;
-            Ok(record(&run, run.machine.pmu().ledger(), start, repetition))
-        }
-    }
-}
-
-fn record<P: VirtualPmu>(
-    run: &Run<P>,
-    ledger: &Ledger,
-    start: Instant,
-    repetition: u32,
-) -> (RunRecord, Vec<f64>, u32) {
-    let latencies = run.nmi_latency_ns();
-    let rec = RunRecord {
-        repetition,
-        guest_nmis: run.nmis,
-        samples: latencies.len() as u64,
-        creations: ledger.count(PerfOp::Create),
-        create_entries: ledger
-            .entries()
-            .iter()
-            .filter(|e| e.op == PerfOp::Create)
-            .count() as u64,
-        ledger_dropped: ledger.dropped(),
-        host_ops: PerfOp::ALL
-            .iter()
-            .map(|&op| (op.name().to_string(), ledger.count(op)))
-            .collect(),
-        host_ns: PerfOp::ALL
-            .iter()
-            .map(|&op| (op.name().to_string(), ledger.total(op).as_nanos() as u64))
-            .collect(),
-        exits: run.machine.stats(),
-        wall_ms: start.elapsed().as_secs_f64() * 1e3,
-    };
-    (rec, latencies, run.machine.tsc_khz())
-}
-
 impl TierResult {
     /// Pools `runs` (with their latencies) of `tier` on `workload`.
-    pub fn pool(tier: Tier, workload: Workload, runs: Vec<(RunRecord, Vec<f64>)>) -> TierResult {
+    /// The comparison with the baseline is left empty; [`WorkloadResult::new`] fills it in.
+    pub fn pool(
+        tier: &'static Tier,
+        workload: Workload,
+        runs: Vec<(RunRecord, Vec<f64>)>,
+    ) -> TierResult {
         let mut host_ops: BTreeMap<String, u64> = BTreeMap::new();
         let mut host_perf_ns = 0;
         let mut latencies_ns = Vec::new();
@@ -275,6 +172,9 @@ impl TierResult {
         TierResult {
             tier,
             creations: records.iter().map(|r| r.creations).sum(),
+            creation_reduction_pct: None,
+            speedup_avg: None,
+            speedup_p50: None,
             guest_nmis,
             samples,
             host_ops_per_sample: per_sample(host_ops_total),
@@ -290,37 +190,44 @@ impl TierResult {
 }
 
 impl WorkloadResult {
-    /// Puts the two tiers side by side and derives the reduction and speedups.
-    pub fn new(workload: Workload, legacy: TierResult, reuse: TierResult) -> WorkloadResult {
+    /// The tiers' results on `workload` (in table order), each compared with the
+    /// [`baseline`]'s: its creation reduction and speedups.
+    pub fn new(workload: Workload, mut tiers: Vec<TierResult>) -> WorkloadResult {
+        let base = baseline();
+        let of_base = tiers
+            .iter()
+            .find(|t| t.tier == base)
+            .map(|b| (b.creations, b.latency));
         let ratio = |a: f64, b: f64| (a > 0.0 && b > 0.0).then(|| a / b);
+        for t in tiers.iter_mut().filter(|t| t.tier != base) {
+            if let Some((creations, latency)) = of_base {
+                t.creation_reduction_pct = reduction_pct(creations, t.creations);
+                t.speedup_avg = ratio(latency.avg, t.latency.avg);
+                t.speedup_p50 = ratio(latency.p50, t.latency.p50);
+            }
+        }
         WorkloadResult {
             workload,
             unit: workload.unit().to_string(),
-            creation_reduction_pct: reduction_pct(legacy.creations, reuse.creations),
-            speedup_avg: ratio(legacy.latency.avg, reuse.latency.avg),
-            speedup_p50: ratio(legacy.latency.p50, reuse.latency.p50),
-            legacy,
-            reuse,
+            baseline: base,
+            tiers,
         }
     }
 
-    /// The tier's result.
-    pub fn tier(&self, tier: Tier) -> &TierResult {
-        match tier {
-            Tier::Legacy => &self.legacy,
-            Tier::Reuse => &self.reuse,
-        }
+    /// The result of `tier`, if it ran.
+    pub fn tier(&self, tier: &Tier) -> Option<&TierResult> {
+        self.tiers.iter().find(|t| t.tier == tier)
     }
 }
 
-/// `100 × (1 − reuse / legacy)`, or `None` if legacy is 0.
+/// `100 × (1 − tier / baseline)`, or `None` if the baseline is 0.
 ///
 /// ```
 /// assert_eq!(vpmu_workbook::compare::reduction_pct(200, 35), Some(82.5));
 /// assert_eq!(vpmu_workbook::compare::reduction_pct(0, 0), None);
 /// ```
-pub fn reduction_pct(legacy: u64, reuse: u64) -> Option<f64> {
-    (legacy > 0).then(|| 100.0 * (1.0 - reuse as f64 / legacy as f64))
+pub fn reduction_pct(baseline: u64, tier: u64) -> Option<f64> {
+    (baseline > 0).then(|| 100.0 * (1.0 - tier as f64 / baseline as f64))
 }
 
 /// Progress lines on stderr, only when it is a terminal and progress is wanted.
@@ -371,32 +278,27 @@ pub fn run_compare(opts: &CompareOptions) -> Result<Report, Error> {
     let mut workloads = Vec::new();
     for &w in opts.workloads.iter().filter(|w| **w != Workload::ColdStart) {
         let program = w.program(&opts.config, &caps);
-        let mut runs: BTreeMap<Tier, Vec<(RunRecord, Vec<f64>)>> = BTreeMap::new();
+        let mut runs: Vec<Vec<(RunRecord, Vec<f64>)>> = TIERS.iter().map(|_| Vec::new()).collect();
         for rep in 0..opts.repetitions {
-            for tier in Tier::BOTH {
+            for (tier, runs) in TIERS.iter().zip(&mut runs) {
                 progress.say(&format!(
                     "{} on {} (repetition {}/{})",
                     w.name(),
-                    tier.name(),
+                    tier.name,
                     rep + 1,
                     opts.repetitions
                 ));
                 let (rec, lat, khz) = run_tier(tier, &program, &selected.backend, opts.limit, rep)?;
                 tsc_khz = khz;
-                runs.entry(tier).or_default().push((rec, lat));
+                runs.push((rec, lat));
             }
         }
-        let legacy = TierResult::pool(
-            Tier::Legacy,
-            w,
-            runs.remove(&Tier::Legacy).unwrap_or_default(),
-        );
-        let reuse = TierResult::pool(
-            Tier::Reuse,
-            w,
-            runs.remove(&Tier::Reuse).unwrap_or_default(),
-        );
-        workloads.push(WorkloadResult::new(w, legacy, reuse));
+        let results = TIERS
+            .iter()
+            .zip(runs)
+            .map(|(tier, runs)| TierResult::pool(tier, w, runs))
+            .collect();
+        workloads.push(WorkloadResult::new(w, results));
     }
     let cold_start = if opts.workloads.contains(&Workload::ColdStart) {
         progress.say("cold-start (each condition waits 1.1 s for the host to go quiet)");

@@ -5,7 +5,8 @@
 //!
 //! - [`host`]: what machine this is (kernel, KVM module, CPU, perf backend);
 //! - [`stats`]: latency statistics (avg, min, percentiles);
-//! - [`compare`]: runs each workload on both tiers, interleaved, and collects the results;
+//! - [`run`]: one guest run on one tier of [`tiers::TIERS`], recorded;
+//! - [`compare`]: runs each workload on every tier, interleaved, and collects the results;
 //! - [`cold`]: what makes the first host perf event slow, measured on this host;
 //! - [`report`]: the table (text and markdown), with the commit's published figures;
 //! - [`plot`]: the latency distributions as SVG;
@@ -19,7 +20,9 @@ pub mod host;
 pub mod plot;
 pub mod probe;
 pub mod report;
+pub mod run;
 pub mod stats;
 
-pub use compare::{run_compare, CompareOptions, Report, Tier};
+pub use compare::{run_compare, CompareOptions, Report};
 pub use error::Error;
+pub use tiers::{Tier, TIERS};

@@ -1,4 +1,5 @@
-//! `vpmu`: the two vPMU tiers of Linux commit a6da0d77 side by side on this host.
+//! `vpmu`: the workbook's vPMU tiers (before and after Linux commit a6da0d77) side by side on
+//! this host.
 //!
 //! `cargo run --release` runs `vpmu compare` with its defaults; `vpmu probe` shows the PMU a
 //! guest sees. Errors print the library's message (cause and fix) and exit with status 1.
@@ -24,7 +25,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run every workload on both tiers, interleaved, and print the table (the default).
+    /// Run every workload on every tier, interleaved, and print the table (the default).
     Compare(CompareArgs),
     /// Show the PMU a guest sees and the host perf backend behind it.
     Probe {
@@ -62,7 +63,7 @@ struct CompareArgs {
     /// Write all results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<String>,
-    /// Draw the latency distributions of both tiers as SVG to this file.
+    /// Draw the latency distributions of every tier as SVG to this file.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<String>,
     /// Write the table as markdown to this file.

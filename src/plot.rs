@@ -1,9 +1,10 @@
-//! The latency distributions of both tiers as an SVG: one panel per workload, the
-//! empirical CDF of each tier's guest-measured latencies (plotters, SVG backend only).
+//! The latency distributions of every tier as an SVG: one panel per workload, the
+//! empirical CDF of each tier's guest-measured latencies, in the tier's colour (plotters, SVG
+//! backend only).
 
 use plotters::prelude::*;
 
-use crate::compare::{Report, Tier};
+use crate::compare::Report;
 use crate::stats::percentile_sorted;
 use crate::Error;
 
@@ -15,22 +16,29 @@ pub fn write_svg(report: &Report, path: &str) -> Result<(), Error> {
     };
     let panels: Vec<_> = crate::report::with_samples(report).collect();
     if panels.is_empty() {
-        return Err(err("no workload has latency samples on both tiers".into()));
+        return Err(err("no workload has latency samples on every tier".into()));
     }
     let height = 320 * panels.len() as u32;
     let root = SVGBackend::new(path, (900, height)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
     let areas = root.split_evenly((panels.len(), 1));
     for (area, w) in areas.iter().zip(panels) {
-        let sorted = |t: Tier| {
-            let mut v: Vec<f64> = w.tier(t).latencies_ns.iter().map(|x| x / 1e3).collect();
-            v.sort_by(f64::total_cmp);
-            v
-        };
-        let (legacy, reuse) = (sorted(Tier::Legacy), sorted(Tier::Reuse));
-        // Up to the larger p99, so one outlier does not squash the curves.
-        let x_max = percentile_sorted(&legacy, 99.0).max(percentile_sorted(&reuse, 99.0)) * 1.1;
-        let x_min = legacy[0].min(reuse[0]) * 0.9;
+        let curves: Vec<_> = w
+            .tiers
+            .iter()
+            .map(|t| {
+                let mut v: Vec<f64> = t.latencies_ns.iter().map(|x| x / 1e3).collect();
+                v.sort_by(f64::total_cmp);
+                (t, v)
+            })
+            .collect();
+        // Up to the largest p99, so one outlier does not squash the curves.
+        let x_max = curves
+            .iter()
+            .map(|(_, v)| percentile_sorted(v, 99.0))
+            .fold(f64::MIN, f64::max)
+            * 1.1;
+        let x_min = curves.iter().map(|(_, v)| v[0]).fold(f64::MAX, f64::min) * 0.9;
         let mut chart = ChartBuilder::on(area)
             .caption(
                 format!(
@@ -52,17 +60,18 @@ pub fn write_svg(report: &Report, path: &str) -> Result<(), Error> {
             .y_desc("fraction <= x")
             .draw()
             .map_err(|e| err(e.to_string()))?;
-        for (tier, data, color) in [(Tier::Legacy, &legacy, RED), (Tier::Reuse, &reuse, BLUE)] {
+        for (t, data) in &curves {
             let points = cdf_points(data, x_max);
-            let stats = &w.tier(tier).latency;
+            let [r, g, b] = t.tier.colour;
+            let color = RGBColor(r, g, b);
             chart
                 .draw_series(LineSeries::new(points, color.stroke_width(2)))
                 .map_err(|e| err(e.to_string()))?
                 .label(format!(
                     "{} (p50 {:.1} us, avg {:.1} us)",
-                    tier.name(),
-                    stats.p50 / 1e3,
-                    stats.avg / 1e3
+                    t.tier.name,
+                    t.latency.p50 / 1e3,
+                    t.latency.avg / 1e3
                 ))
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color));
         }

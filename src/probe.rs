@@ -1,21 +1,31 @@
-//! `vpmu probe`: the PMU a guest sees (CPUID leaf 0xA, decoded by a guest) and the perf
-//! backend behind it, with what that backend cannot do.
+//! `vpmu probe`: the PMU a guest sees (CPUID leaf 0xA, decoded by a guest) on every tier,
+//! and the perf backend behind it, with what that backend cannot do.
 
 use std::fmt::Write as _;
 
-use impl_reuse::ReusePmu;
-use vmm::perf::{select, BackendChoice, HostPerf};
+use guests::transcript::Transcript;
+use tiers::{Tier, TIERS};
+use vmm::perf::{select, BackendChoice};
 
 use crate::host::HostInfo;
+use crate::run::caps;
 use crate::Error;
 
-/// Boots the suite's CPUID guest and describes the PMU and backend, as text.
+/// Boots the suite's CPUID guest on every tier and describes the PMU and backend, as text.
+/// Tiers that show the guest the same PMU share one description.
 pub fn probe(choice: BackendChoice) -> Result<String, Error> {
     let selected = select(choice)?;
     let host = HostInfo::probe(&selected);
-    let perf = HostPerf::new(selected.backend.clone())?;
     let scenario = guests::suite::by_name("cpuid_leaf_0xa");
-    let out = guests::run_scenario(scenario, ReusePmu::new(crate::compare::caps(), perf))?;
+    let mut seen: Vec<(Transcript, Vec<&Tier>)> = Vec::new();
+    for tier in TIERS {
+        let perf = tier.host_perf(&selected.backend)?;
+        let out = guests::run_scenario(scenario, (tier.vpmu)(caps(), perf))?;
+        match seen.iter_mut().find(|(t, _)| *t == out.transcript) {
+            Some((_, tiers)) => tiers.push(tier),
+            None => seen.push((out.transcript, vec![tier])),
+        }
+    }
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -26,8 +36,14 @@ pub fn probe(choice: BackendChoice) -> Result<String, Error> {
         s,
         "\nThe PMU the guest sees (a guest read CPUID leaf 0xA and IA32_PERF_CAPABILITIES):"
     );
-    for line in out.transcript.to_string().lines() {
-        let _ = writeln!(s, "  {line}");
+    for (transcript, tiers) in &seen {
+        if seen.len() > 1 {
+            let labels: Vec<&str> = tiers.iter().map(|t| t.label).collect();
+            let _ = writeln!(s, "on {}:", labels.join(", "));
+        }
+        for line in transcript.to_string().lines() {
+            let _ = writeln!(s, "  {line}");
+        }
     }
     let _ = writeln!(s, "\nperf backend: {}", host.backend);
     let _ = writeln!(s, "  why: {}", host.backend_reason);

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use kvm_pmu::{IntelVpmu, Reprogram};
+use tiers::{Tier, TierPmu, TIERS};
 use vmm::msr::{
     FIXED_IDX_BASE, IA32_FIXED_CTR0, IA32_FIXED_CTR_CTRL, IA32_PERFEVTSEL0, IA32_PERF_GLOBAL_CTRL,
     IA32_PERF_GLOBAL_OVF_CTRL, IA32_PERF_GLOBAL_STATUS, IA32_PMC0,
@@ -149,14 +149,14 @@ struct Simulated {
 }
 
 // ANCHOR: simulate_pmis
-/// Plays the `sampling` scenario's PMU traffic on tier `T` with the scripted perf backend:
+/// Plays the `sampling` scenario's PMU traffic on `tier` with the scripted perf backend:
 /// the set-up, then [`PMIS`] times "the host event overflows, the vPMU is serviced before
 /// the next entry, and the guest's Linux-shaped PMI handler runs" (the MSR accesses of
 /// `guests::linux::sampling_handler`, in its order).
-fn simulate<T: Reprogram>(sampled: Sampled) -> Simulated {
+fn simulate(tier: &Tier, sampled: Sampled) -> Simulated {
     let caps = PmuCaps::default();
     let (perf, clock) = HostPerf::scripted();
-    let mut vpmu = IntelVpmu::<T>::new(caps, perf);
+    let mut vpmu = (tier.vpmu)(caps, perf);
     let preload = PERIOD.wrapping_neg() & caps.gp_mask();
     let enabled = 1u64 << sampled.idx();
 
@@ -173,7 +173,7 @@ fn simulate<T: Reprogram>(sampled: Sampled) -> Simulated {
 
     let mut steps = Vec::new();
     for pmi in 0..PMIS {
-        let mut step = |what: &str, vpmu: &mut IntelVpmu<T>, f: &dyn Fn(&mut IntelVpmu<T>)| {
+        let mut step = |what: &str, vpmu: &mut dyn TierPmu, f: &dyn Fn(&mut dyn TierPmu)| {
             let from = vpmu.ledger().entries().len();
             f(vpmu);
             if pmi == 0 {
@@ -234,16 +234,23 @@ fn calls(lines: &[String]) -> String {
 
 #[test]
 fn pmi_ledger_is_current() {
-    use impl_legacy::Legacy;
-    use impl_reuse::Reuse;
+    // The book calls the tiers "Tier 1", "Tier 2", ... in table order.
+    let tier = |i: usize, t: &Tier| format!("Tier {} ({})", i + 1, t.name);
     let mut out = String::new();
     for sampled in [Sampled::Gp0, Sampled::Fixed0] {
-        let (legacy, reuse) = (simulate::<Legacy>(sampled), simulate::<Reuse>(sampled));
+        let sims: Vec<Simulated> = TIERS.iter().map(|t| simulate(t, sampled)).collect();
         writeln!(out, "#### One PMI on {}\n", sampled.name()).unwrap();
-        out.push_str("| step | Tier 1 (legacy) host calls | Tier 2 (reuse) host calls |\n");
-        out.push_str("|---|---|---|\n");
-        for ((what, l), (_, r)) in legacy.steps.iter().zip(&reuse.steps) {
-            writeln!(out, "| {what} | {} | {} |", calls(l), calls(r)).unwrap();
+        out.push_str("| step |");
+        for (i, t) in TIERS.iter().enumerate() {
+            write!(out, " {} host calls |", tier(i, t)).unwrap();
+        }
+        writeln!(out, "\n|---|{}", "---|".repeat(TIERS.len())).unwrap();
+        for (s, (what, _)) in sims[0].steps.iter().enumerate() {
+            write!(out, "| {what} |").unwrap();
+            for sim in &sims {
+                write!(out, " {} |", calls(&sim.steps[s].1)).unwrap();
+            }
+            out.push('\n');
         }
         writeln!(
             out,
@@ -251,9 +258,17 @@ fn pmi_ledger_is_current() {
             sampled.name()
         )
         .unwrap();
-        out.push_str("| host call | Tier 1 (legacy) | Tier 2 (reuse) |\n|---|---|---|\n");
-        for ((op, l), (_, r)) in legacy.totals.iter().zip(&reuse.totals) {
-            writeln!(out, "| `{op}` | {l} | {r} |").unwrap();
+        out.push_str("| host call |");
+        for (i, t) in TIERS.iter().enumerate() {
+            write!(out, " {} |", tier(i, t)).unwrap();
+        }
+        writeln!(out, "\n|---|{}", "---|".repeat(TIERS.len())).unwrap();
+        for (o, (op, _)) in sims[0].totals.iter().enumerate() {
+            write!(out, "| `{op}` |").unwrap();
+            for sim in &sims {
+                write!(out, " {} |", sim.totals[o].1).unwrap();
+            }
+            out.push('\n');
         }
         out.push('\n');
     }

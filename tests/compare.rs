@@ -6,7 +6,7 @@ use std::time::Duration;
 use guests::workloads::{Workload, WorkloadConfig};
 use serde_json::Value;
 use vmm::perf::BackendChoice;
-use vpmu_workbook::{compare::reduction_pct, run_compare, CompareOptions};
+use vpmu_workbook::{compare::reduction_pct, run_compare, CompareOptions, TIERS};
 
 const SAMPLES: u64 = 12;
 
@@ -42,7 +42,7 @@ fn compare_json_schema_and_consistency() {
     let json = serde_json::to_value(&report).expect("serialises");
 
     // Schema: top level.
-    assert_eq!(num(&json, "schema_version"), 1.0);
+    assert_eq!(num(&json, "schema_version"), 2.0);
     for key in [
         "kernel",
         "cpu",
@@ -76,15 +76,24 @@ fn compare_json_schema_and_consistency() {
             "evtsel-toggle"
         ]
     );
+    let baseline = TIERS.iter().find(|t| t.baseline).expect("a baseline").name;
     for row in rows {
         assert!(field(row, "unit").is_string());
-        for key in ["creation_reduction_pct", "speedup_avg", "speedup_p50"] {
-            let v = field(row, key);
-            assert!(v.is_number() || v.is_null(), "{key}");
-        }
-        for tier in ["legacy", "reuse"] {
-            let t = field(row, tier);
-            assert_eq!(field(t, "tier").as_str(), Some(tier));
+        assert_eq!(field(row, "baseline").as_str(), Some(baseline));
+        // One result per tier, in table order.
+        let tiers = field(row, "tiers").as_array().expect("tiers is a list");
+        let tier_names: Vec<&str> = tiers
+            .iter()
+            .map(|t| field(t, "tier").as_str().expect("string"))
+            .collect();
+        assert_eq!(tier_names, TIERS.iter().map(|t| t.name).collect::<Vec<_>>());
+        for t in tiers {
+            let is_baseline = field(t, "tier").as_str() == Some(baseline);
+            for key in ["creation_reduction_pct", "speedup_avg", "speedup_p50"] {
+                let v = field(t, key);
+                assert!(v.is_number() || v.is_null(), "{key}");
+                assert!(!is_baseline || v.is_null(), "the baseline has a {key}");
+            }
             for key in [
                 "creations",
                 "guest_nmis",
@@ -117,16 +126,34 @@ fn compare_json_schema_and_consistency() {
     }
     let cold = field(&json, "cold_start");
     assert_eq!(field(cold, "host").as_array().map(Vec::len), Some(1));
-    assert_eq!(field(cold, "guest").as_array().map(Vec::len), Some(4));
+    // Two conditions per tier, one repetition.
+    assert_eq!(
+        field(cold, "guest").as_array().map(Vec::len),
+        Some(2 * TIERS.len())
+    );
 
     // Consistency, on the typed report.
     for w in &report.workloads {
-        assert_eq!(
-            w.creation_reduction_pct,
-            reduction_pct(w.legacy.creations, w.reuse.creations)
-        );
-        for t in [&w.legacy, &w.reuse] {
-            let name = format!("{} on {:?}", w.workload.name(), t.tier);
+        let base = w.tier(w.baseline).expect("the baseline ran");
+        for t in &w.tiers {
+            let name = format!("{} on {}", w.workload.name(), t.tier);
+            if t.tier != w.baseline {
+                assert_eq!(
+                    t.creation_reduction_pct,
+                    reduction_pct(base.creations, t.creations),
+                    "{name}"
+                );
+                if base.samples > 0 && t.samples > 0 {
+                    assert_eq!(
+                        t.speedup_p50,
+                        Some(base.latency.p50 / t.latency.p50),
+                        "{name}"
+                    );
+                }
+                // The commit's effect, as counts: no later tier creates more than the
+                // baseline.
+                assert!(t.creations <= base.creations, "{name}");
+            }
             // Creations counted equal the ledger's Create entries, run by run.
             for r in &t.runs {
                 assert_eq!(r.ledger_dropped, 0, "{name}");
@@ -153,12 +180,6 @@ fn compare_json_schema_and_consistency() {
             );
             assert!(t.latency.min <= t.latency.p50 && t.latency.p50 <= t.latency.max);
         }
-        // The commit's effect, as counts: reuse never creates more than legacy.
-        assert!(
-            w.reuse.creations <= w.legacy.creations,
-            "{}",
-            w.workload.name()
-        );
     }
 
     // The text and markdown renderings name every workload.

@@ -1,15 +1,15 @@
 //! The commit must be invisible to the guest. A PMI handler's life, and random guest
 //! programs in the form that reaches a vPMU: sequences of PMU MSR reads and
 //! writes, valid and invalid, with host time passing and the machine servicing the vPMU in
-//! between. Both tiers must show the guest exactly the same values, faults and PMIs.
+//! between. Every tier must show the guest exactly the same values, faults and PMIs as the
+//! baseline tier.
 //!
 //! The deterministic scripted perf backend stands in for the host here, so that the only
 //! source of difference is the tiers themselves; the real-backend guest suite
 //! (`impl-*/tests/guest_suite.rs`, `tests/tiers_agree.rs`) covers the real host.
 
-use impl_legacy::LegacyPmu;
-use impl_reuse::ReusePmu;
 use proptest::prelude::*;
+use tiers::{Tier, TIERS};
 use vmm::msr::*;
 use vmm::perf::{HostPerf, PerfOp, ScriptedClock};
 use vmm::{Fault, PmuCaps, VirtualPmu};
@@ -166,46 +166,65 @@ fn final_state(vpmu: &mut dyn VirtualPmu) -> Vec<(u32, Result<u64, Fault>)> {
     msrs.into_iter().map(|m| (m, vpmu.get_msr(m))).collect()
 }
 
+/// What one tier made of a program.
+#[derive(Debug)]
+struct Outcome {
+    tier: &'static Tier,
+    /// What the guest saw, op by op.
+    seen: Vec<Seen>,
+    /// Every MSR's value at the end.
+    last: Vec<(u32, Result<u64, Fault>)>,
+    /// Host events the tier created.
+    creates: u64,
+    /// Host events it still holds.
+    live: usize,
+}
+
+/// Runs `ops` through every tier, each on its own scripted host; the baseline's outcome
+/// first, then the others' in table order.
+fn every_tier(ops: &[Op]) -> (Outcome, Vec<Outcome>) {
+    let (mut base, mut others) = (None, Vec::new());
+    for tier in TIERS {
+        let (perf, clock) = HostPerf::scripted();
+        let mut vpmu = (tier.vpmu)(PmuCaps::default(), perf);
+        let seen = apply(&mut vpmu, &clock, ops);
+        let last = final_state(&mut vpmu);
+        let outcome = Outcome {
+            tier,
+            seen,
+            last,
+            creates: vpmu.ledger().count(PerfOp::Create),
+            live: clock.live_events(),
+        };
+        if tier.baseline {
+            base = Some(outcome);
+        } else {
+            others.push(outcome);
+        }
+    }
+    (base.expect("a baseline tier"), others)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
     #[test]
     fn both_tiers_show_the_guest_the_same(ops in program()) {
-        let caps = PmuCaps::default();
-        let (legacy_perf, legacy_clock) = HostPerf::scripted();
-        let (reuse_perf, reuse_clock) = HostPerf::scripted();
-        let mut legacy = LegacyPmu::new(caps, legacy_perf);
-        let mut reuse = ReusePmu::new(caps, reuse_perf);
-
-        let seen_legacy = apply(&mut legacy, &legacy_clock, &ops);
-        let seen_reuse = apply(&mut reuse, &reuse_clock, &ops);
-        prop_assert_eq!(&seen_legacy, &seen_reuse);
-        prop_assert_eq!(final_state(&mut legacy), final_state(&mut reuse));
-
-        // The host side may differ, but only in the commit's direction.
-        let creates = |p: &dyn Fn(PerfOp) -> u64| p(PerfOp::Create);
-        prop_assert!(
-            creates(&|op| reuse.ledger().count(op)) <= creates(&|op| legacy.ledger().count(op)),
-            "reuse created more host events than legacy"
-        );
-        // And neither leaks: every event a tier still holds is one of its counters'.
-        prop_assert!(legacy_clock.live_events() <= 7 && reuse_clock.live_events() <= 7);
+        let (base, others) = every_tier(&ops);
+        for o in &others {
+            prop_assert_eq!(&o.seen, &base.seen, "{} and {}", o.tier.name, base.tier.name);
+            prop_assert_eq!(&o.last, &base.last, "{} and {}", o.tier.name, base.tier.name);
+            // The host side may differ, but only in the commit's direction.
+            prop_assert!(
+                o.creates <= base.creates,
+                "{} created more host events than {}", o.tier.name, base.tier.name
+            );
+        }
+        // And none leaks: every event a tier still holds is one of its counters'.
+        for o in others.iter().chain([&base]) {
+            prop_assert!(o.live <= 7, "{} holds {} events", o.tier.name, o.live);
+        }
     }
-}
-
-/// Runs `ops` through both tiers; answers what each showed the guest and how many host
-/// events each created.
-fn both(ops: &[Op]) -> (Vec<Seen>, Vec<Seen>, [u64; 2]) {
-    let caps = PmuCaps::default();
-    let (lp, lc) = HostPerf::scripted();
-    let (rp, rc) = HostPerf::scripted();
-    let (mut legacy, mut reuse) = (LegacyPmu::new(caps, lp), ReusePmu::new(caps, rp));
-    let seen = (apply(&mut legacy, &lc, ops), apply(&mut reuse, &rc, ops));
-    let creates = [
-        legacy.ledger().count(PerfOp::Create),
-        reuse.ledger().count(PerfOp::Create),
-    ];
-    (seen.0, seen.1, creates)
 }
 
 #[test]
@@ -237,11 +256,20 @@ fn a_pmi_handlers_life_looks_the_same_through_both_tiers() {
             Op::Write(IA32_PERF_GLOBAL_CTRL, 1 << 32 | 1),
         ]);
     }
-    let (legacy, reuse, creates) = both(&ops);
-    assert_eq!(legacy, reuse);
-    assert!(legacy.contains(&Seen::Pmi(true)));
-    // Same guest view, far fewer host events for the reuse tier.
-    assert!(creates[1] < creates[0] / 10, "{creates:?}");
+    let (base, others) = every_tier(&ops);
+    assert!(base.seen.contains(&Seen::Pmi(true)));
+    for o in others {
+        // Same guest view, far fewer host events after the commit.
+        assert_eq!(o.seen, base.seen, "{}", o.tier.name);
+        assert!(
+            o.creates < base.creates / 10,
+            "{} created {}, {} {}",
+            o.tier.name,
+            o.creates,
+            base.tier.name,
+            base.creates
+        );
+    }
 }
 
 proptest! {
@@ -253,35 +281,46 @@ proptest! {
         chunks in prop::collection::vec(program(), 20..40)
     ) {
         let ops: Vec<Op> = chunks.into_iter().flatten().collect();
-        let (legacy, reuse, _) = both(&ops);
-        prop_assert_eq!(legacy, reuse);
+        let (base, others) = every_tier(&ops);
+        for o in others {
+            prop_assert_eq!(&o.seen, &base.seen, "{}", o.tier.name);
+        }
     }
 }
 
 #[test]
 fn the_generators_reach_the_interesting_cases() {
     // A property test is only as good as its inputs: check that random programs do fault,
-    // do overflow into a PMI, and do make the two tiers' host operations differ.
+    // do overflow into a PMI, and do make each tier's host operations differ from the
+    // baseline's.
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
     let mut runner = TestRunner::deterministic();
-    let (mut faults, mut pmis, mut reuse_saved_creates) = (0, 0, 0);
+    let (mut faults, mut pmis) = (0, 0);
+    let mut saved_creates = vec![0; TIERS.len() - 1];
     for _ in 0..300 {
         let ops = program().new_tree(&mut runner).expect("a value").current();
-        let (seen, _, creates) = both(&ops);
-        faults += seen
+        let (base, others) = every_tier(&ops);
+        faults += base
+            .seen
             .iter()
             .filter(|s| matches!(s, Seen::Read(Err(_)) | Seen::Write(Err(_))))
             .count();
-        pmis += seen.iter().filter(|s| **s == Seen::Pmi(true)).count();
-        if creates[1] < creates[0] {
-            reuse_saved_creates += 1;
+        pmis += base.seen.iter().filter(|s| **s == Seen::Pmi(true)).count();
+        for (saved, o) in saved_creates.iter_mut().zip(&others) {
+            if o.creates < base.creates {
+                *saved += 1;
+            }
         }
     }
     assert!(faults > 100, "only {faults} faults in 300 programs");
     assert!(pmis > 10, "only {pmis} PMIs in 300 programs");
-    assert!(
-        reuse_saved_creates > 10,
-        "reuse saved creates in only {reuse_saved_creates} programs"
-    );
+    let others = TIERS.iter().filter(|t| !t.baseline);
+    for (saved, tier) in saved_creates.into_iter().zip(others) {
+        assert!(
+            saved > 10,
+            "{} saved creates in only {saved} programs",
+            tier.name
+        );
+    }
 }
