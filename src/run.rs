@@ -47,7 +47,8 @@ pub fn caps() -> PmuCaps {
 }
 
 /// Runs `program` on `tier`, its host events on a fresh host perf layer of the tier's backend
-/// given the `selected` one ([`Tier::host_perf`]; a scripted backend gets its own clone); returns the run's record, its latencies (ns) and the vCPU's TSC frequency (kHz).
+/// given the `selected` one ([`Tier::host_perf`]; a scripted backend gets its own clone).
+/// Returns the run's record, its latencies (ns) and the vCPU's TSC frequency (kHz).
 pub fn run_tier(
     tier: &Tier,
     program: &Program,

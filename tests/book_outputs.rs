@@ -232,25 +232,31 @@ fn calls(lines: &[String]) -> String {
     }
 }
 
+/// One markdown table row: `first`, then `cells`.
+fn row(out: &mut String, first: &str, cells: impl Iterator<Item = String>) {
+    write!(out, "| {first} |").unwrap();
+    for c in cells {
+        write!(out, " {c} |").unwrap();
+    }
+    out.push('\n');
+}
+
 #[test]
 fn pmi_ledger_is_current() {
-    // The book calls the tiers "Tier 1", "Tier 2", ... in table order.
-    let tier = |i: usize, t: &Tier| format!("Tier {} ({})", i + 1, t.name);
+    // One column per tier; the book calls them "Tier 1", "Tier 2", ... in table order.
+    let heads = |after: &'static str| {
+        let tier = move |(i, t): (usize, &Tier)| format!("Tier {} ({}){after}", i + 1, t.name);
+        TIERS.iter().enumerate().map(tier)
+    };
+    let rule = format!("|---|{}\n", "---|".repeat(TIERS.len()));
     let mut out = String::new();
     for sampled in [Sampled::Gp0, Sampled::Fixed0] {
         let sims: Vec<Simulated> = TIERS.iter().map(|t| simulate(t, sampled)).collect();
         writeln!(out, "#### One PMI on {}\n", sampled.name()).unwrap();
-        out.push_str("| step |");
-        for (i, t) in TIERS.iter().enumerate() {
-            write!(out, " {} host calls |", tier(i, t)).unwrap();
-        }
-        writeln!(out, "\n|---|{}", "---|".repeat(TIERS.len())).unwrap();
-        for (s, (what, _)) in sims[0].steps.iter().enumerate() {
-            write!(out, "| {what} |").unwrap();
-            for sim in &sims {
-                write!(out, " {} |", calls(&sim.steps[s].1)).unwrap();
-            }
-            out.push('\n');
+        row(&mut out, "step", heads(" host calls"));
+        out.push_str(&rule);
+        for (i, (what, _)) in sims[0].steps.iter().enumerate() {
+            row(&mut out, what, sims.iter().map(|s| calls(&s.steps[i].1)));
         }
         writeln!(
             out,
@@ -258,17 +264,11 @@ fn pmi_ledger_is_current() {
             sampled.name()
         )
         .unwrap();
-        out.push_str("| host call |");
-        for (i, t) in TIERS.iter().enumerate() {
-            write!(out, " {} |", tier(i, t)).unwrap();
-        }
-        writeln!(out, "\n|---|{}", "---|".repeat(TIERS.len())).unwrap();
-        for (o, (op, _)) in sims[0].totals.iter().enumerate() {
-            write!(out, "| `{op}` |").unwrap();
-            for sim in &sims {
-                write!(out, " {} |", sim.totals[o].1).unwrap();
-            }
-            out.push('\n');
+        row(&mut out, "host call", heads(""));
+        out.push_str(&rule);
+        for (i, (op, _)) in sims[0].totals.iter().enumerate() {
+            let totals = sims.iter().map(|s| s.totals[i].1.to_string());
+            row(&mut out, &format!("`{op}`"), totals);
         }
         out.push('\n');
     }
