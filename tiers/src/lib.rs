@@ -58,9 +58,16 @@
 //!
 //! ## Adding a tier
 //!
-//! Write its crate (a `Reprogram` implementation gives an [`IntelVpmu`]; anything else needs an
-//! `impl TierPmu` in this crate), add one row to [`TIERS`], and the crate to the workspace
-//! (`members`, `[workspace.dependencies]`) and to this crate's `[dependencies]`.
+//! 1. Write its crate. A `Reprogram` implementation (deriving `Debug`) gives an
+//!    [`IntelVpmu`], which [`intel`] boxes; any other vPMU needs an `impl TierPmu` here.
+//! 2. Add one row to [`TIERS`] (its `label` reads `name (kernel)`, its colour is its own).
+//! 3. Add the crate to the workspace (`members`, `[workspace.dependencies]`) and to this
+//!    crate's `[dependencies]`; give it its own `tests/guest_suite.rs` (the `guest_suite!`
+//!    macro) and snapshots.
+//!
+//! The command, its report and plot, the probe, the benches and the cross-tier tests then
+//! include it. Those tests compare every row with the baseline, and key what differs on
+//! [`Tier::baseline`] (before the commit or after it).
 
 use std::fmt;
 
