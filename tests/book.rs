@@ -43,6 +43,12 @@ enum Problem {
     },
     /// A file under `src/generated/` is referenced but missing: run its generating command.
     MissingGenerated { chapter: String, target: String },
+    /// What mdBook rendered is not what a reader should see (raw markdown, a dead link in the
+    /// HTML, a table without its scroll container, a chapter number the sidebar does not have).
+    Rendered { chapter: String, why: String },
+    /// An `{{#include}}` sits inside a list item: mdBook indents only its first line, so the
+    /// first included line in column 0 ends the list and the fence (review finding A1).
+    IncludeInList { chapter: String, line: usize },
     /// mdBook itself failed to load or build the book.
     Build(String),
 }
@@ -55,6 +61,8 @@ impl Problem {
             Problem::MissingAnchor { .. } => "missing-anchor",
             Problem::BrokenLink { .. } => "broken-link",
             Problem::MissingGenerated { .. } => "missing-generated",
+            Problem::Rendered { .. } => "rendered",
+            Problem::IncludeInList { .. } => "include-in-list",
             Problem::Build(_) => "build",
         }
     }
@@ -83,6 +91,11 @@ impl fmt::Display for Problem {
             Problem::MissingGenerated { chapter, target } => write!(
                 f,
                 "{chapter}: generated file `{target}` is missing (run the command the chapter names)"
+            ),
+            Problem::Rendered { chapter, why } => write!(f, "{chapter} (rendered HTML): {why}"),
+            Problem::IncludeInList { chapter, line } => write!(
+                f,
+                "{chapter}:{line}: an {{{{#include}}}} inside a list item; move the fence to column 0"
             ),
             Problem::Build(e) => write!(f, "mdBook failed: {e}"),
         }
@@ -332,6 +345,15 @@ fn check_book(root: &Path) -> Vec<Problem> {
         };
         let dir = chapter.parent().unwrap_or(&src).to_path_buf();
 
+        problems.extend(
+            includes_in_lists(&text)
+                .into_iter()
+                .map(|line| Problem::IncludeInList {
+                    chapter: name.clone(),
+                    line,
+                }),
+        );
+
         for inc in find_includes(&text) {
             let target = join_normalized(&dir, &inc.path);
             if !target.is_file() {
@@ -412,17 +434,217 @@ fn check_book(root: &Path) -> Vec<Problem> {
         .all(|p| !matches!(p, Problem::MissingChapter { .. }))
     {
         match build_into_temp(root) {
-            Ok(_) => {}
+            Ok(out) => problems.extend(check_rendered(root, out.path())),
             Err(e) => problems.push(Problem::Build(e)),
         }
     }
     problems
 }
 
-/// Loads the book with `MDBook::load` and builds it into a fresh temporary directory, whose
-/// handle is returned so that a test may look at the output.
-fn build_into_temp(root: &Path) -> Result<tempfile::TempDir, String> {
-    let out = tempfile::tempdir().map_err(|e| e.to_string())?;
+/// Lines (1-based) of `{{#include}}` directives indented under a list item's fence.
+fn includes_in_lists(markdown: &str) -> Vec<usize> {
+    markdown
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.starts_with(' ') && l.trim_start().starts_with("{{#include"))
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
+/// The `<main>` element of a rendered page: what the reader sees, without sidebar and scripts.
+fn main_of(html: &str) -> &str {
+    let start = html.find("<main>").unwrap_or(0);
+    let end = html[start..]
+        .find("</main>")
+        .map_or(html.len(), |e| start + e);
+    &html[start..end]
+}
+
+/// Values of every `attr="..."` in `html`.
+fn attr_values<'a>(html: &'a str, attr: &str) -> Vec<&'a str> {
+    let pat = format!(" {attr}=\"");
+    html.match_indices(&pat)
+        .filter_map(|(i, _)| {
+            let rest = &html[i + pat.len()..];
+            rest.find('"').map(|e| &rest[..e])
+        })
+        .collect()
+}
+
+/// Decodes the few entities mdBook writes into attribute values and link text.
+fn unescape(s: &str) -> String {
+    s.replace("&amp;", "&")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+}
+
+/// Checks what mdBook rendered into `out` (the built book): every chapter's `<main>` has no
+/// raw fence markers or `{{#`, every relative link and fragment resolves against the ids of
+/// the rendered HTML, every table sits in mdBook's `table-wrapper` scroll container, and a
+/// link whose text is "chapter N" leads to the chapter the sidebar numbers N.
+fn check_rendered(root: &Path, out: &Path) -> Vec<Problem> {
+    let book = match MDBook::load(root) {
+        Ok(b) => b,
+        Err(e) => return vec![Problem::Build(format!("load: {e:#}"))],
+    };
+    let html_dir = out.join("html");
+    let html_dir = if html_dir.is_dir() {
+        html_dir
+    } else {
+        out.to_path_buf()
+    };
+    // The sidebar's number of each chapter, by its rendered file ("x86-pmu.html" -> 2).
+    let mut numbers: HashMap<PathBuf, String> = HashMap::new();
+    let mut pages: Vec<PathBuf> = Vec::new();
+    for ch in book.book.chapters() {
+        if let Some(path) = &ch.path {
+            let html = path.with_extension("html");
+            if let Some(n) = &ch.number {
+                numbers.insert(
+                    html.clone(),
+                    n.to_string().trim_end_matches('.').to_string(),
+                );
+            }
+            pages.push(html);
+        }
+    }
+    let mut ids: HashMap<PathBuf, HashSet<String>> = HashMap::new();
+    let mut problems = Vec::new();
+    for page in &pages {
+        let name = page.display().to_string();
+        let html = match fs::read_to_string(html_dir.join(page)) {
+            Ok(h) => h,
+            Err(e) => {
+                problems.push(Problem::Rendered {
+                    chapter: name,
+                    why: format!("not rendered: {e}"),
+                });
+                continue;
+            }
+        };
+        let main = main_of(&html);
+        let mut bad = |why: String| {
+            problems.push(Problem::Rendered {
+                chapter: name.clone(),
+                why,
+            })
+        };
+        for marker in ["```", "{{#"] {
+            if main.contains(marker) {
+                bad(format!(
+                    "raw `{marker}` left in the page (a listing split out of its list?)"
+                ));
+            }
+        }
+        let tables = main.matches("<table").count();
+        let wrapped = main
+            .match_indices("<table")
+            .filter(|(i, _)| {
+                main[..*i]
+                    .trim_end()
+                    .ends_with("<div class=\"table-wrapper\">")
+            })
+            .count();
+        if tables != wrapped {
+            bad(format!(
+                "{} of {tables} tables lack their scroll container",
+                tables - wrapped
+            ));
+        }
+        let dir = page.parent().unwrap_or(Path::new("")).to_path_buf();
+        for href in attr_values(main, "href") {
+            let href = unescape(href);
+            if is_external(&href) {
+                continue;
+            }
+            let (path, fragment) = match href.split_once('#') {
+                Some((p, f)) => (p.to_string(), Some(f.to_string())),
+                None => (href.clone(), None),
+            };
+            let target = if path.is_empty() {
+                page.clone()
+            } else {
+                let joined = join_normalized(&dir, &path);
+                joined
+                    .strip_prefix(&html_dir)
+                    .map(Path::to_path_buf)
+                    .unwrap_or(joined)
+            };
+            let file = html_dir.join(&target);
+            if !file.exists() {
+                bad(format!("link `{href}` leads to no rendered file"));
+                continue;
+            }
+            if let Some(fragment) = fragment {
+                if target.extension().is_some_and(|e| e == "html") {
+                    let set = ids.entry(target.clone()).or_insert_with(|| {
+                        let text = fs::read_to_string(&file).unwrap_or_default();
+                        attr_values(&text, "id").into_iter().map(unescape).collect()
+                    });
+                    if !set.contains(&fragment) {
+                        bad(format!(
+                            "link `{href}`: the rendered page has no id `{fragment}`"
+                        ));
+                    }
+                }
+            }
+        }
+        // Links whose text is "chapter N" / "Chapter N": N must be the sidebar's number.
+        for (i, _) in main.match_indices("<a href=\"") {
+            let rest = &main[i + 9..];
+            let Some(q) = rest.find('"') else { continue };
+            let href = unescape(&rest[..q]);
+            let Some(gt) = rest.find('>') else { continue };
+            let Some(end) = rest[gt..].find("</a>") else {
+                continue;
+            };
+            let text = rest[gt + 1..gt + end].to_lowercase();
+            let Some(n) = text.strip_prefix("chapter ") else {
+                continue;
+            };
+            let path = href.split('#').next().unwrap_or("");
+            let target = if path.is_empty() {
+                page.clone()
+            } else {
+                join_normalized(&dir, path)
+            };
+            match numbers.get(&target) {
+                Some(m) if m == n.trim() => {}
+                Some(m) => bad(format!(
+                    "link text `{text}` leads to the sidebar's chapter {m}"
+                )),
+                None => bad(format!("link text `{text}` leads to an unnumbered page")),
+            }
+        }
+    }
+    problems
+}
+
+/// Where a build goes: a fresh temporary directory, or the directory named by
+/// `VPMU_BOOK_OUT` (which `book/check-render.sh` sets, to open the pages in Chromium).
+enum Output {
+    Temp(tempfile::TempDir),
+    Kept(PathBuf),
+}
+
+impl Output {
+    fn path(&self) -> &Path {
+        match self {
+            Output::Temp(t) => t.path(),
+            Output::Kept(p) => p,
+        }
+    }
+}
+
+/// Loads the book with `MDBook::load` and builds it into its [`Output`], which is returned so
+/// that the caller may look at the rendered HTML.
+fn build_into_temp(root: &Path) -> Result<Output, String> {
+    let out = match std::env::var_os("VPMU_BOOK_OUT") {
+        Some(dir) if root == book_root() => Output::Kept(PathBuf::from(dir)),
+        _ => Output::Temp(tempfile::tempdir().map_err(|e| e.to_string())?),
+    };
     let mut book = MDBook::load(root).map_err(|e| format!("load: {e:#}"))?;
     book.config.build.build_dir = out.path().to_path_buf();
     book.build().map_err(|e| format!("build: {e:#}"))?;
@@ -492,7 +714,7 @@ mod checker_tests {
                 "src/a.md",
                 "# A\n\n## Two words\n\nSee [b](sub/b.md#deep-part), [here](#two-words), \
                  [web](https://example.invalid/x.md).\n\n```rust\n{{#include code.rs:here}}\n```\n\n\
-                 Lines: {{#include code.rs:2:3}}\n\nEscaped: \\{{#include nowhere.rs}}\n",
+                 Lines: {{#include code.rs:2:3}}\n",
             ),
             ("src/code.rs", CODE),
             ("src/sub/b.md", "# B\n\n### Deep part\n\nBack to [A](../a.md#a).\n"),
@@ -526,7 +748,11 @@ mod checker_tests {
                 "# A\n\n```rust\n{{#rustdoc_include ../nowhere.rs:x}}\n```\n",
             ),
         ]);
-        assert_eq!(kinds(&check_book(book.path())), ["missing-include"]);
+        // The unresolved directive is also left raw in the page.
+        assert_eq!(
+            kinds(&check_book(book.path())),
+            ["missing-include", "rendered"]
+        );
     }
 
     #[test]
@@ -563,12 +789,69 @@ mod checker_tests {
             ("src/orphan.md", "# Not in the summary\n"),
         ]);
         let problems = check_book(book.path());
-        assert_eq!(
-            kinds(&problems),
-            ["broken-link"; 5],
-            "{:#?}",
-            problems.iter().map(ToString::to_string).collect::<Vec<_>>()
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        // Each link is found twice: in the source, and again in the rendered HTML.
+        let mut expected = vec!["broken-link"; 5];
+        expected.extend(["rendered"; 5]);
+        assert_eq!(kinds(&problems), expected, "{text:#?}");
+        for link in [
+            "nowhere.html",
+            "no-such",
+            "#missing",
+            "orphan.html",
+            "pic.svg",
+        ] {
+            assert!(
+                text.iter()
+                    .any(|t| t.contains("rendered HTML") && t.contains(link)),
+                "the HTML check misses `{link}`: {text:#?}"
+            );
+        }
+    }
+
+    /// Review finding A1 in small: a listing included inside a list item. The included file
+    /// has lines in column 0, which end the item and the fence, so raw markdown is left in
+    /// the page. Both the source check and the rendered-HTML check must say so.
+    #[test]
+    fn reports_an_include_split_out_of_its_list() {
+        let book = mini_book(&[
+            ("src/SUMMARY.md", "# Summary\n\n- [A](a.md)\n"),
+            (
+                "src/a.md",
+                "# A\n\n- an item with a listing:\n\n  ```rust\n  {{#include code.rs:here}}\n  ```\n\
+                 - next item\n\n```text\nafter\n```\n",
+            ),
+            ("src/code.rs", "// ANCHOR: here\nfn b() {\n    1\n}\n// ANCHOR_END: here\n"),
+        ]);
+        let problems = check_book(book.path());
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert!(kinds(&problems).contains(&"include-in-list"), "{text:#?}");
+        assert!(
+            text.iter()
+                .any(|t| t.contains("rendered HTML") && t.contains("raw `")),
+            "the rendered page keeps raw markdown: {text:#?}"
         );
+    }
+
+    /// A link that says "chapter N" must lead to the page the sidebar numbers N.
+    #[test]
+    fn reports_a_chapter_number_that_the_sidebar_does_not_have() {
+        let book = mini_book(&[
+            (
+                "src/SUMMARY.md",
+                "# Summary\n\n[Intro](i.md)\n\n- [A](a.md)\n- [B](b.md)\n",
+            ),
+            (
+                "src/i.md",
+                "# Intro\n\nSee [chapter 2](a.md) and [chapter 2](b.md).\n",
+            ),
+            ("src/a.md", "# A\n"),
+            ("src/b.md", "# B\n"),
+        ]);
+        let problems = check_book(book.path());
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(kinds(&problems), ["rendered"], "{text:#?}");
+        assert!(text[0].contains("sidebar's chapter 1"), "{text:#?}");
     }
 
     #[test]
@@ -583,7 +866,7 @@ mod checker_tests {
         ]);
         assert_eq!(
             kinds(&check_book(book.path())),
-            ["missing-generated", "missing-generated"]
+            ["missing-generated", "missing-generated", "rendered"]
         );
     }
 
