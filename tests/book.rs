@@ -434,7 +434,7 @@ fn check_book(root: &Path) -> Vec<Problem> {
         .all(|p| !matches!(p, Problem::MissingChapter { .. }))
     {
         match build_into_temp(root) {
-            Ok(out) => problems.extend(check_rendered(root, out.path())),
+            Ok((book, out)) => problems.extend(check_rendered(&book, out.path())),
             Err(e) => problems.push(Problem::Build(e)),
         }
     }
@@ -484,11 +484,7 @@ fn unescape(s: &str) -> String {
 /// raw fence markers or `{{#`, every relative link and fragment resolves against the ids of
 /// the rendered HTML, every table sits in mdBook's `table-wrapper` scroll container, and a
 /// link whose text is "chapter N" leads to the chapter the sidebar numbers N.
-fn check_rendered(root: &Path, out: &Path) -> Vec<Problem> {
-    let book = match MDBook::load(root) {
-        Ok(b) => b,
-        Err(e) => return vec![Problem::Build(format!("load: {e:#}"))],
-    };
+fn check_rendered(book: &MDBook, out: &Path) -> Vec<Problem> {
     let html_dir = out.join("html");
     let html_dir = if html_dir.is_dir() {
         html_dir
@@ -553,7 +549,6 @@ fn check_rendered(root: &Path, out: &Path) -> Vec<Problem> {
                 tables - wrapped
             ));
         }
-        let dir = page.parent().unwrap_or(Path::new("")).to_path_buf();
         for href in attr_values(main, "href") {
             let href = unescape(href);
             if is_external(&href) {
@@ -563,15 +558,7 @@ fn check_rendered(root: &Path, out: &Path) -> Vec<Problem> {
                 Some((p, f)) => (p.to_string(), Some(f.to_string())),
                 None => (href.clone(), None),
             };
-            let target = if path.is_empty() {
-                page.clone()
-            } else {
-                let joined = join_normalized(&dir, &path);
-                joined
-                    .strip_prefix(&html_dir)
-                    .map(Path::to_path_buf)
-                    .unwrap_or(joined)
-            };
+            let target = link_target(page, &path);
             let file = html_dir.join(&target);
             if !file.exists() {
                 bad(format!("link `{href}` leads to no rendered file"));
@@ -604,12 +591,7 @@ fn check_rendered(root: &Path, out: &Path) -> Vec<Problem> {
             let Some(n) = text.strip_prefix("chapter ") else {
                 continue;
             };
-            let path = href.split('#').next().unwrap_or("");
-            let target = if path.is_empty() {
-                page.clone()
-            } else {
-                join_normalized(&dir, path)
-            };
+            let target = link_target(page, href.split('#').next().unwrap_or(""));
             match numbers.get(&target) {
                 Some(m) if m == n.trim() => {}
                 Some(m) => bad(format!(
@@ -620,6 +602,16 @@ fn check_rendered(root: &Path, out: &Path) -> Vec<Problem> {
         }
     }
     problems
+}
+
+/// The rendered page (relative to the HTML root) that a link's `path` on `page` leads to; an
+/// empty path is the page itself.
+fn link_target(page: &Path, path: &str) -> PathBuf {
+    if path.is_empty() {
+        page.to_path_buf()
+    } else {
+        join_normalized(page.parent().unwrap_or(Path::new("")), path)
+    }
 }
 
 /// Where a build goes: a fresh temporary directory, or the directory named by
@@ -638,9 +630,9 @@ impl Output {
     }
 }
 
-/// Loads the book with `MDBook::load` and builds it into its [`Output`], which is returned so
-/// that the caller may look at the rendered HTML.
-fn build_into_temp(root: &Path) -> Result<Output, String> {
+/// Loads the book with `MDBook::load` and builds it into its [`Output`]; both are returned so
+/// that the caller may look at the rendered HTML without loading the book again.
+fn build_into_temp(root: &Path) -> Result<(MDBook, Output), String> {
     let out = match std::env::var_os("VPMU_BOOK_OUT") {
         Some(dir) if root == book_root() => Output::Kept(PathBuf::from(dir)),
         _ => Output::Temp(tempfile::tempdir().map_err(|e| e.to_string())?),
@@ -648,7 +640,7 @@ fn build_into_temp(root: &Path) -> Result<Output, String> {
     let mut book = MDBook::load(root).map_err(|e| format!("load: {e:#}"))?;
     book.config.build.build_dir = out.path().to_path_buf();
     book.build().map_err(|e| format!("build: {e:#}"))?;
-    Ok(out)
+    Ok((book, out))
 }
 
 fn book_root() -> PathBuf {
@@ -890,7 +882,7 @@ mod checker_tests {
             ("src/SUMMARY.md", "# Summary\n\n- [A](a.md)\n"),
             ("src/a.md", chapter),
         ]);
-        let out = build_into_temp(book.path()).unwrap();
+        let (_, out) = build_into_temp(book.path()).unwrap();
         let html = fs::read_to_string(out.path().join("a.html")).unwrap();
         for id in ids {
             assert!(
